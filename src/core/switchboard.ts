@@ -1,0 +1,387 @@
+/**
+ * (main) The node's routing core for the pass-through case: the local name table (names bound
+ * by components on our sm listener), jabberd2's bind rules and ACLs, advertisements, and the
+ * decision for every route: to a local component, or up to the jabberd2 router. Mirrors
+ * jabberd2's router/router.c; deviations are listed in docs/protocol/component.md.
+ */
+import {
+  ROUTE_ERRORS, THROTTLE, advertisement, bindReply, unbindReply, type BindFlags,
+} from '../protocol/component.ts';
+import { NS_COMPONENT } from '../protocol/ns.ts';
+import { domainOf, parseJid } from '../protocol/jid.ts';
+import { selectIndex } from '../routing/select.ts';
+import { attr, firstChild, type XmlElement } from '../xml/node.ts';
+import type { ComponentConn } from '../links/component-server.ts';
+import type { CloseReason } from '../net/close-reason.ts';
+import type { Logger } from '../log.ts';
+
+export type AclType = 'all' | 'bind' | 'default-route' | 'log';
+
+/** What the switchboard needs of the upstream router link. */
+export interface Upstream {
+  readonly ready: boolean;
+  bind(name: string, flags: BindFlags): Promise<string | null>;
+  unbind(name: string): Promise<string | null>;
+  /** false when it cannot be sent or queued */
+  send(xml: string): boolean;
+}
+
+interface LocalRoute {
+  name: string;
+  multi: boolean;
+  comps: ComponentConn[];
+  /** resolves when the upstream bind is answered: null = bound */
+  upstream: Promise<string | null>;
+  bound: boolean;
+}
+
+interface CompState {
+  /** names this component has been told are available */
+  seen: Set<string>;
+  throttled: boolean;
+  held: string[];
+  /** serialises a component's binds and unbinds so replies keep request order */
+  chain: Promise<void>;
+}
+
+export interface SwitchboardStats {
+  routesFromComponents: number;
+  routesFromRouter: number;
+  localDeliveries: number;
+  upstreamSends: number;
+  bounces: number;
+  dropped: number;
+}
+
+export class Switchboard {
+  private readonly routes = new Map<string, LocalRoute>();
+  private readonly state = new Map<ComponentConn, CompState>();
+  private readonly comps = new Set<ComponentConn>();
+  private defaultRoute: { name: string; comp: ComponentConn } | null = null;
+  private readonly logSinks = new Set<ComponentConn>();
+  /** names the router advertised to us as available (never our own) */
+  private readonly upstreamAvail = new Set<string>();
+  readonly stats: SwitchboardStats = {
+    routesFromComponents: 0, routesFromRouter: 0, localDeliveries: 0, upstreamSends: 0, bounces: 0, dropped: 0,
+  };
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly acl: Readonly<Record<AclType, readonly string[]>>,
+    private readonly log: Logger,
+  ) {}
+
+  /** Names bound locally, with their binders (for status output). */
+  names(): { name: string; components: string[]; multi: boolean; bound: boolean }[] {
+    return [...this.routes.values()].map((r) => ({ name: r.name, components: r.comps.map((c) => c.user), multi: r.multi, bound: r.bound }));
+  }
+
+  availableUpstream(): string[] {
+    return [...this.upstreamAvail];
+  }
+
+  private allowed(user: string, type: AclType): boolean {
+    return this.acl.all.includes(user) || (this.acl[type]?.includes(user) ?? false);
+  }
+
+  // ---- component side -------------------------------------------------------------------
+
+  onComponentReady(c: ComponentConn): void {
+    this.comps.add(c);
+    this.state.set(c, { seen: new Set(), throttled: false, held: [], chain: Promise.resolve() });
+  }
+
+  onComponentElement(c: ComponentConn, el: XmlElement, raw: string): void {
+    if (el.uri !== NS_COMPONENT) {
+      // jabberd2's router drops top-level elements outside the component namespace
+      this.log.info(`${c.label}: dropped <${el.name}> (namespace '${el.uri}' is not the component namespace)`);
+      this.stats.dropped++;
+      return;
+    }
+    const st = this.state.get(c);
+    if (!st) return;
+    switch (el.local) {
+      case 'route':
+        this.stats.routesFromComponents++;
+        this.routeFromComponent(c, el, raw);
+        return;
+      case 'bind':
+        st.chain = st.chain.then(() => this.bind(c, el)).catch((err) => this.log.error(`bind: ${err}`));
+        return;
+      case 'unbind':
+        st.chain = st.chain.then(() => this.unbind(c, el)).catch((err) => this.log.error(`unbind: ${err}`));
+        return;
+      case 'throttle':
+        st.throttled = !st.throttled;
+        c.send(THROTTLE);
+        if (!st.throttled) {
+          const held = st.held;
+          st.held = [];
+          for (const x of held) c.send(x);
+        }
+        return;
+      default:
+        this.log.info(`${c.label}: dropped unknown element <${el.name}>`);
+        this.stats.dropped++;
+    }
+  }
+
+  onComponentGone(c: ComponentConn, reason: CloseReason, detail: string): void {
+    this.comps.delete(c);
+    this.state.delete(c);
+    this.logSinks.delete(c);
+    if (this.defaultRoute?.comp === c) this.defaultRoute = null;
+    for (const name of c.names) this.removeBinder(name, c);
+    c.names.clear();
+    this.log.notice(`${c.label} gone (${reason}: ${detail})`);
+  }
+
+  private async bind(c: ComponentConn, el: XmlElement): Promise<void> {
+    const flags: BindFlags = {
+      multi: attr(el, 'multi'),
+      default: firstChild(el, 'default', NS_COMPONENT) !== undefined,
+      log: firstChild(el, 'log', NS_COMPONENT) !== undefined,
+    };
+    const reply = (code?: string): void => c.send(bindReply(flags, code));
+    const j = parseJid(attr(el, 'name'));
+    if (j === null) {
+      this.log.warn(`${c.label}: bind without a valid name (${attr(el, 'name') ?? 'missing'}): 400`);
+      return reply('400');
+    }
+    const name = j.domain;
+    if (name !== c.user && !this.allowed(c.user, 'bind')) {
+      this.log.warn(`${c.label}: bind of '${name}' refused: user '${c.user}' may only bind its own name (403)`);
+      return reply('403');
+    }
+    const existing = this.routes.get(name);
+    if (existing && flags.multi === undefined) {
+      this.log.warn(`${c.label}: bind of '${name}' refused: already bound (409)`);
+      return reply('409');
+    }
+    if (flags.default) {
+      if (!this.allowed(c.user, 'default-route')) {
+        this.log.warn(`${c.label}: default route bind of '${name}' refused by ACL (403)`);
+        return reply('403');
+      }
+      if (this.defaultRoute) {
+        this.log.warn(`${c.label}: default route bind of '${name}' refused: '${this.defaultRoute.name}' is the default route (409)`);
+        return reply('409');
+      }
+    }
+    if (flags.log && !this.allowed(c.user, 'log')) {
+      this.log.warn(`${c.label}: log sink bind of '${name}' refused by ACL (403)`);
+      return reply('403');
+    }
+    let route = existing;
+    if (!route) {
+      route = { name, multi: flags.multi !== undefined, comps: [], upstream: this.upstream.bind(name, flags), bound: false };
+      this.routes.set(name, route);
+    }
+    route.comps.push(c);
+    c.names.add(name);
+    if (flags.default) this.defaultRoute = { name, comp: c };
+    if (flags.log) this.logSinks.add(c);
+    const code = await route.upstream;
+    if (c.closed || !this.comps.has(c)) return; // removeBinder has cleaned up
+    if (code !== null) {
+      this.log.error(`${c.label}: the jabberd2 router refused our bind of '${name}': error ${code}, ${ROUTE_ERRORS[code] ?? 'unknown'}; refusing the component's bind`);
+      const idx = route.comps.indexOf(c);
+      if (idx >= 0) route.comps.splice(idx, 1);
+      c.names.delete(name);
+      if (route.comps.length === 0 && this.routes.get(name) === route) this.routes.delete(name);
+      if (this.defaultRoute?.comp === c && this.defaultRoute.name === name) this.defaultRoute = null;
+      if (flags.log) this.logSinks.delete(c);
+      return reply(code);
+    }
+    route.bound = true;
+    reply();
+    this.log.notice(`${c.label} bound '${name}'${flags.multi !== undefined ? ' (multi)' : ''}`);
+    // as jabberd2: advertise the name to everyone else, then tell the binder what exists
+    for (const o of this.comps) if (o !== c && o.names.size > 0 && !o.names.has(name)) this.advertise(o, name, true);
+    for (const n of this.visibleNames()) if (!c.names.has(n)) this.advertise(c, n, true);
+  }
+
+  private async unbind(c: ComponentConn, el: XmlElement): Promise<void> {
+    const j = parseJid(attr(el, 'name'));
+    if (j === null) return void c.send(unbindReply('400'));
+    const name = j.domain;
+    if (!c.names.has(name)) {
+      this.log.info(`${c.label}: unbind of '${name}' which it has not bound (404)`);
+      return void c.send(unbindReply('404'));
+    }
+    c.names.delete(name);
+    if (this.defaultRoute?.comp === c && this.defaultRoute.name === name) this.defaultRoute = null;
+    this.logSinks.delete(c);
+    this.removeBinder(name, c);
+    c.send(unbindReply());
+  }
+
+  private removeBinder(name: string, c: ComponentConn): void {
+    const route = this.routes.get(name);
+    if (!route) return;
+    const idx = route.comps.indexOf(c);
+    if (idx < 0) return;
+    // as jabberd2's _route_remove: the last binder moves into the freed slot
+    route.comps[idx] = route.comps[route.comps.length - 1]!;
+    route.comps.pop();
+    if (route.comps.length > 0) return;
+    this.routes.delete(name);
+    void this.upstream.unbind(name).then((code) => {
+      if (code !== null && code !== 'stopped') this.log.warn(`router refused our unbind of '${name}': error ${code}`);
+    });
+    this.log.notice(`'${name}' unbound (its last component left)`);
+    for (const o of this.comps) if (o.names.size > 0) this.advertise(o, name, false);
+  }
+
+  private visibleNames(): Set<string> {
+    const s = new Set(this.upstreamAvail);
+    for (const [n, r] of this.routes) if (r.bound) s.add(n);
+    return s;
+  }
+
+  /**
+   * Tell a component a name came or went. The first time a component hears of a name it is
+   * first told the name is unavailable: a restarted sm then ends sessions it still holds for a
+   * c2s that dropped its clients while we were apart (../shared/docs/jabberd2-protocol.md §12).
+   */
+  private advertise(c: ComponentConn, name: string, available: boolean): void {
+    const st = this.state.get(c);
+    if (!st) return;
+    if (available) {
+      if (!st.seen.has(name)) {
+        st.seen.add(name);
+        c.send(advertisement(name, false));
+      }
+      c.send(advertisement(name, true));
+    } else if (st.seen.has(name)) {
+      c.send(advertisement(name, false));
+    }
+  }
+
+  // ---- routing -------------------------------------------------------------------------
+
+  private routeFromComponent(c: ComponentConn, el: XmlElement, raw: string): void {
+    if (attr(el, 'error') !== undefined) {
+      // as jabberd2 ("trying to avoid loops"): a route carrying an error is never passed on
+      this.log.debug(`${c.label}: dropped a route carrying error='${attr(el, 'error')}'`);
+      this.stats.dropped++;
+      return;
+    }
+    const type = attr(el, 'type');
+    const from = domainOf(attr(el, 'from'));
+    if (type === 'broadcast') {
+      if (from === null) return this.bounce(c, el, raw, '400');
+      if (!c.names.has(from)) return this.bounce(c, el, raw, '401');
+      for (const o of this.comps) if (o !== c) this.deliverTo(o, raw);
+      this.sendUp(c, el, raw);
+      return;
+    }
+    if (type !== undefined) {
+      this.log.info(`${c.label}: dropped a route of unknown type '${type}'`);
+      this.stats.dropped++;
+      return;
+    }
+    const to = domainOf(attr(el, 'to'));
+    if (to === null || from === null) {
+      this.log.info(`${c.label}: route with a missing or invalid to/from (400)`);
+      return this.bounce(c, el, raw, '400');
+    }
+    if (!c.names.has(from)) {
+      this.log.info(`${c.label}: route from '${from}', a name it has not bound (401)`);
+      return this.bounce(c, el, raw, '401');
+    }
+    const route = this.routes.get(to);
+    if (route && route.bound && route.comps.length > 0) {
+      this.copyToLogSinks(c, el, raw);
+      this.deliverLocal(route, el, raw);
+      return;
+    }
+    this.sendUp(c, el, raw);
+  }
+
+  private sendUp(c: ComponentConn, el: XmlElement, raw: string): void {
+    if (this.upstream.send(raw)) {
+      this.stats.upstreamSends++;
+      return;
+    }
+    this.log.warn(`${c.label}: the router link cannot take more (down with a full queue); bouncing a route with 503`);
+    this.bounce(c, el, raw, '503');
+  }
+
+  onRouterRoute(el: XmlElement, raw: string): void {
+    this.stats.routesFromRouter++;
+    const type = attr(el, 'type');
+    if (type === 'log') {
+      for (const s of this.logSinks) this.deliverTo(s, raw);
+      return;
+    }
+    if (type === 'broadcast') {
+      for (const o of this.comps) this.deliverTo(o, raw);
+      return;
+    }
+    if (attr(el, 'error') !== undefined) {
+      // a bounce of something a local component sent: back to the binder of its `from`
+      const from = domainOf(attr(el, 'from'));
+      const route = from !== null ? this.routes.get(from) : undefined;
+      if (route && route.comps.length > 0) return this.deliverLocal(route, el, raw);
+      this.log.info(`dropped a bounce (error='${attr(el, 'error')}') for '${from}', which no local component holds`);
+      this.stats.dropped++;
+      return;
+    }
+    const to = domainOf(attr(el, 'to'));
+    const route = to !== null ? this.routes.get(to) : undefined;
+    if (route && route.comps.length > 0) return this.deliverLocal(route, el, raw);
+    if (this.defaultRoute) return this.deliverTo(this.defaultRoute.comp, raw);
+    // the router only sends us names we bound: this is a race with an unbind
+    this.log.info(`dropped a route to '${to}' from the router: no local component holds it any more`);
+    this.stats.dropped++;
+  }
+
+  onRouterAdvertisement(name: string, available: boolean): void {
+    if (this.routes.has(name)) return; // one of our own names, bound by another component too
+    if (available) {
+      if (this.upstreamAvail.has(name)) return; // the router sends one copy per name we bound
+      this.upstreamAvail.add(name);
+    } else {
+      if (!this.upstreamAvail.delete(name)) return;
+    }
+    this.log.info(`router: '${name}' is ${available ? 'available' : 'unavailable'}`);
+    for (const o of this.comps) if (o.names.size > 0) this.advertise(o, name, available);
+  }
+
+  private deliverLocal(route: LocalRoute, el: XmlElement, raw: string): void {
+    let target = route.comps[0]!;
+    if (route.comps.length > 1) {
+      const inner = firstChild(el);
+      const key = route.multi && inner ? (attr(inner, 'to') ?? attr(inner, 'target')) : attr(el, 'to');
+      target = route.comps[selectIndex(key, route.comps.length)]!;
+    }
+    this.stats.localDeliveries++;
+    this.deliverTo(target, raw);
+  }
+
+  private deliverTo(c: ComponentConn, xml: string): void {
+    const st = this.state.get(c);
+    if (!st) return;
+    if (st.throttled) st.held.push(xml);
+    else c.send(xml);
+  }
+
+  private copyToLogSinks(sender: ComponentConn, el: XmlElement, raw: string): void {
+    if (this.logSinks.size === 0) return;
+    const copy = withAttr(el, raw, 'type', 'log');
+    for (const s of this.logSinks) if (s !== sender) this.deliverTo(s, copy);
+  }
+
+  /** jabberd2's bounce: the unchanged route with error='NNN', back to the sender. */
+  private bounce(c: ComponentConn, el: XmlElement, raw: string, code: string): void {
+    this.stats.bounces++;
+    c.send(withAttr(el, raw, 'error', code));
+  }
+}
+
+/** The element's original text with one attribute added to its start tag. */
+export function withAttr(el: XmlElement, raw: string, name: string, value: string): string {
+  const at = 1 + el.name.length;
+  return `${raw.slice(0, at)} ${name}='${value}'${raw.slice(at)}`;
+}

@@ -1,0 +1,100 @@
+/**
+ * (main) One jabberd2-cluster node: owns the router link, the sm listener and the switchboard,
+ * and wires them together. The process entry (main.ts) builds it from the config.
+ */
+import { RouterLink, type RouterLinkConfig } from './links/router-link.ts';
+import { ComponentServer } from './links/component-server.ts';
+import { Switchboard, type AclType } from './core/switchboard.ts';
+import { CloseReason } from './net/close-reason.ts';
+import type { Logger } from './log.ts';
+
+export interface NodeOptions {
+  id: string;
+  router: RouterLinkConfig;
+  local: {
+    ip: string;
+    port: number;
+    maxConnections: number;
+    /** credentials of components allowed on the sm listener (router-users.xml) */
+    users: ReadonlyMap<string, string>;
+    acl: Readonly<Record<AclType, readonly string[]>>;
+  };
+  limits: { maxStanzaBytes: number; maxDepth: number; queueBytes: number; authTimeoutSec: number };
+}
+
+export class ClusterNode {
+  readonly router: RouterLink;
+  readonly server: ComponentServer;
+  readonly switchboard: Switchboard;
+  private smPort = 0;
+  private upWaiters: (() => void)[] = [];
+  private stopped = false;
+  readonly startedAt = Date.now();
+
+  constructor(readonly opts: NodeOptions, private readonly log: Logger) {
+    const limits = { maxStanzaBytes: opts.limits.maxStanzaBytes, maxDepth: opts.limits.maxDepth, queueBytes: opts.limits.queueBytes };
+    this.router = new RouterLink(opts.router, limits, log.child('router-link'), {
+      onUp: () => {
+        const w = this.upWaiters;
+        this.upWaiters = [];
+        for (const f of w) f();
+      },
+      onDown: () => this.log.warn('router link down: holding routes for the router until it is back; new sm connections are refused meanwhile'),
+      onRoute: (el, raw) => this.switchboard.onRouterRoute(el, raw),
+      onAdvertisement: (name, available) => this.switchboard.onRouterAdvertisement(name, available),
+      onBindLost: (name, code) => this.log.error(`lost name '${name}' after the router came back (error ${code}); its component keeps its local bind but the router will not send us its traffic`),
+    });
+    this.switchboard = new Switchboard(this.router, opts.local.acl, log.child('switch'));
+    this.server = new ComponentServer(
+      { ip: opts.local.ip, port: opts.local.port, maxConnections: opts.local.maxConnections, authTimeoutSec: opts.limits.authTimeoutSec },
+      limits,
+      log.child('sm-listener'),
+      {
+        accepting: () => this.router.ready && !this.stopped,
+        lookupPass: (u) => this.opts.local.users.get(u),
+        onReady: (c) => this.switchboard.onComponentReady(c),
+        onElement: (c, el, raw) => this.switchboard.onComponentElement(c, el, raw),
+        onGone: (c, reason, detail) => this.switchboard.onComponentGone(c, reason, detail),
+      },
+    );
+  }
+
+  /** Start the router link and the sm listener; resolves with the listener's port. */
+  async start(): Promise<number> {
+    this.log.notice(`node '${this.opts.id}' starting: router ${this.opts.router.ip}:${this.opts.router.port}`);
+    this.router.start();
+    this.smPort = await this.server.listen();
+    return this.smPort;
+  }
+
+  get listenPort(): number {
+    return this.smPort;
+  }
+
+  /** Resolves once the router link is authenticated (at once if it is). */
+  routerUp(): Promise<void> {
+    if (this.router.ready) return Promise.resolve();
+    return new Promise((r) => this.upWaiters.push(r));
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.log.notice('node stopping');
+    await this.server.close(CloseReason.Shutdown, 'node stopping');
+    await this.router.stop();
+    this.log.notice('node stopped');
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      id: this.opts.id,
+      uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
+      router: { up: this.router.ready, connects: this.router.connects, routesIn: this.router.routesIn, routesOut: this.router.routesOut },
+      smListener: { port: this.smPort, connections: this.server.connectionCount },
+      names: this.switchboard.names(),
+      advertised: this.switchboard.availableUpstream(),
+      stats: { ...this.switchboard.stats },
+    };
+  }
+}
