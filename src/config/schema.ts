@@ -1,0 +1,469 @@
+/**
+ * The configuration schema: the single source of every option, its XML path, type, bounds,
+ * default, reload behaviour and documentation. `load.ts` validates against it,
+ * `scripts/gen-config-doc.ts` renders `docs/reference/config.md` from it, and
+ * `test/unit/config/doc-drift.test.ts` checks that the doc and `config/cluster.xml` still match it.
+ *
+ * The file format mirrors jabberd2's own (router.xml, sm.xml): one root element, one element per
+ * option, text values. Pure; main thread (read once at start-up).
+ */
+import { isIP } from 'node:net';
+import { availableParallelism, hostname } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import type { LogLevelName } from '../log.ts';
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration (deep-frozen at run time)
+
+export const ACL_TYPES = ['all', 'bind', 'default-route', 'log'] as const;
+export type AclType = (typeof ACL_TYPES)[number];
+
+export const LOG_TYPES = ['stderr', 'file'] as const;
+export type LogType = (typeof LOG_TYPES)[number];
+
+export const LOG_LEVELS = ['error', 'warn', 'notice', 'info', 'debug'] as const satisfies readonly LogLevelName[];
+
+export interface ClusterConfig {
+  /** node name, unique in the cluster */
+  id: string;
+  /** our component link to the local jabberd2 router */
+  router: {
+    ip: string;
+    port: number;
+    user: string;
+    pass: string;
+    /** reconnect backoff with jitter, forever */
+    retry: { initMs: number; maxMs: number };
+    /** whitespace keepalive on an idle link, seconds; 0 = off */
+    keepaliveSec: number;
+  };
+  /** where the local sm connects to us (we play the router toward it) */
+  local: {
+    ip: string;
+    port: number;
+    /** absolute path of a router-users.xml-format file */
+    users: string;
+    acl: Record<AclType, string[]>;
+    maxConnections: number;
+  };
+  limits: {
+    maxStanzaBytes: number;
+    maxDepth: number;
+    /** per-link outbound queue cap */
+    queueBytes: number;
+    authTimeoutSec: number;
+  };
+  log: {
+    type: LogType;
+    /** absolute path; present when set in the file (required when type is 'file') */
+    file?: string;
+    level: LogLevelName;
+  };
+  /** worker threads; 0 = everything inline on the main thread */
+  workers: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema node types
+
+/** Thrown by a value parser; the loader adds the path, the line and the file. */
+export class ValueError extends Error {}
+
+export interface ParseContext {
+  /** directory relative paths resolve against (the config file's directory) */
+  baseDir: string;
+}
+
+export interface LeafSpec<T> {
+  kind: 'leaf';
+  /** where the value lives: the text of a child element, or an attribute of the parent element */
+  xml: { elem: string } | { attr: string };
+  /** type as shown in the docs and in error messages, e.g. `an integer 1..65535` */
+  type: string;
+  /** text (already trimmed) → value; throws ValueError with the part after "path: " */
+  parse: (raw: string, ctx: ParseContext) => T;
+  /**
+   * Default, as the text one would write in the file (so it goes through `parse` like any
+   * value), or a function computing that text at load time, or null for an optional value.
+   */
+  default: string | (() => string) | null;
+  /** how the docs show a computed or absent default */
+  defaultDoc?: string;
+  doc: string;
+  /** true when SIGHUP applies a change without a restart */
+  reload: boolean;
+  /** the value is a secret: never echoed in error messages */
+  secret?: boolean;
+  /** no default: the property is absent from ClusterConfig when the file does not set it */
+  optional?: boolean;
+}
+
+export interface AclSpec {
+  kind: 'acl';
+  /** `<aci><acl type='T'><user>name</user>…</acl>…</aci>` */
+  xml: { elem: string };
+  default: Record<AclType, readonly string[]>;
+  doc: string;
+  types: Record<AclType, string>;
+  reload: boolean;
+}
+
+export type Spec = LeafSpec<unknown> | AclSpec | GroupSpec<Record<string, Spec>>;
+
+export interface GroupSpec<C extends Record<string, Spec>> {
+  kind: 'group';
+  xml: { elem: string };
+  doc: string;
+  children: C;
+  /**
+   * Element names operators may carry over from jabberd2's own files, or that we renamed or
+   * removed, mapped to what to do instead. Unknown-element errors quote the hint.
+   */
+  hints?: Record<string, string>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value types
+
+function leaf<T>(s: Omit<LeafSpec<T>, 'kind'>): LeafSpec<T> {
+  return { kind: 'leaf', ...s };
+}
+
+function optionalLeaf<T>(s: Omit<LeafSpec<T>, 'kind' | 'default' | 'optional'>): LeafSpec<T> & { optional: true } {
+  return { kind: 'leaf', ...s, default: null, optional: true };
+}
+
+function group<C extends Record<string, Spec>>(s: Omit<GroupSpec<C>, 'kind'>): GroupSpec<C> {
+  return { kind: 'group', ...s };
+}
+
+const show = (raw: string): string => `'${raw.length > 80 ? raw.slice(0, 80) + '…' : raw}'`;
+
+function int(min: number, max: number): Pick<LeafSpec<number>, 'type' | 'parse'> {
+  const type = `an integer ${min}..${max}`;
+  return {
+    type,
+    parse: (raw) => {
+      const n = /^[0-9]{1,15}$/.test(raw) ? Number(raw) : NaN;
+      if (!(n >= min && n <= max)) throw new ValueError(`expected ${type}, got ${show(raw)}`);
+      return n;
+    },
+  };
+}
+
+function oneOf<const V extends string>(values: readonly V[]): Pick<LeafSpec<V>, 'type' | 'parse'> {
+  const type = 'one of ' + values.map((v) => `'${v}'`).join(', ');
+  return {
+    type,
+    parse: (raw) => {
+      if (!(values as readonly string[]).includes(raw)) throw new ValueError(`expected ${type}, got ${show(raw)}`);
+      return raw as V;
+    },
+  };
+}
+
+const ipAddress: Pick<LeafSpec<string>, 'type' | 'parse'> = {
+  type: 'an IPv4 or IPv6 address',
+  parse: (raw) => {
+    if (isIP(raw) === 0) throw new ValueError(`expected an IPv4 or IPv6 address, got ${show(raw)}`);
+    return raw;
+  },
+};
+
+function nonEmpty(secret = false): Pick<LeafSpec<string>, 'type' | 'parse'> {
+  return {
+    type: 'a non-empty string',
+    parse: (raw) => {
+      if (raw === '') throw new ValueError('expected a non-empty string, got nothing');
+      // secrets are never echoed, not even in part
+      if (/[\u0000-\u001f\u007f]/.test(raw)) throw new ValueError(secret ? 'control characters are not allowed' : `control characters are not allowed, got ${show(raw)}`);
+      return raw;
+    },
+  };
+}
+
+const nodeName: Pick<LeafSpec<string>, 'type' | 'parse'> = {
+  type: '1..255 characters from A-Z a-z 0-9 . _ -',
+  parse: (raw) => {
+    if (!/^[A-Za-z0-9._-]{1,255}$/.test(raw)) throw new ValueError(`expected 1..255 characters from A-Z a-z 0-9 . _ -, got ${show(raw)}`);
+    return raw;
+  },
+};
+
+const filePath: Pick<LeafSpec<string>, 'type' | 'parse'> = {
+  type: 'a file path (relative: to the directory of this file)',
+  parse: (raw, ctx) => {
+    if (raw === '') throw new ValueError('expected a file path, got nothing');
+    if (raw.includes('\u0000')) throw new ValueError('a path cannot contain NUL');
+    return isAbsolute(raw) ? raw : resolve(ctx.baseDir, raw);
+  },
+};
+
+const MiB = 1024 * 1024;
+
+/**
+ * Default worker count: one per core beyond the one main uses, at most 8. The perf probe
+ * (../shared/docs/perf-probe.md §6) shows full-parse throughput scaling about linearly until
+ * the main thread saturates at around 6–8 workers; more only add memory.
+ */
+export function defaultWorkers(): number {
+  return Math.min(8, Math.max(0, availableParallelism() - 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema
+
+export const schema = group({
+  xml: { elem: 'cluster' },
+  doc: 'Root element of the cluster component configuration.',
+  hints: {
+    pidfile: 'not supported: run under a service manager (systemd) instead',
+    check: 'use <router><keepalive> (seconds) instead',
+    io: 'use <local><max_connections> and <limits> instead',
+  },
+  children: {
+    id: leaf({
+      xml: { elem: 'id' },
+      ...nodeName,
+      default: () => hostname(),
+      defaultDoc: "the machine's host name (`os.hostname()`)",
+      doc: 'Name of this node. Must be unique among the nodes of the cluster; peers and logs identify the node by it.',
+      reload: false,
+    }),
+    router: group({
+      xml: { elem: 'router' },
+      doc: "Our component link to the local jabberd2 router (the same settings as the `<router>` section of jabberd2's sm.xml).",
+      hints: {
+        pemfile: 'not supported: the link to the local router is plain TCP on loopback',
+        non_default: 'not applicable: this component never takes the default route',
+      },
+      children: {
+        ip: leaf({ xml: { elem: 'ip' }, ...ipAddress, default: '127.0.0.1', doc: 'IP address of the router.', reload: false }),
+        port: leaf({ xml: { elem: 'port' }, ...int(1, 65535), default: '5347', doc: "Port of the router (router.xml's `<local><port>`).", reload: false }),
+        user: leaf({
+          xml: { elem: 'user' },
+          ...nonEmpty(),
+          default: 'jabberd',
+          doc: "User name to authenticate as (SASL DIGEST-MD5). It must be in the router's router-users.xml and, to bind the domain and its own names, in its `all` or `bind` ACL.",
+          reload: false,
+        }),
+        pass: leaf({
+          xml: { elem: 'pass' },
+          ...nonEmpty(true),
+          default: 'secret',
+          doc: 'Password for that user. Never logged.',
+          reload: false,
+          secret: true,
+        }),
+        retry: group({
+          xml: { elem: 'retry' },
+          doc: 'Reconnection to the router: the delay starts at `init_ms`, doubles after each failed attempt up to `max_ms`, with random jitter; attempts go on forever.',
+          hints: {
+            init: 'use <init_ms> (milliseconds) instead; this component retries forever',
+            lost: 'not applicable: this component retries forever; see <init_ms> and <max_ms>',
+            sleep: 'use <init_ms> and <max_ms> (milliseconds) instead',
+          },
+          children: {
+            initMs: leaf({ xml: { elem: 'init_ms' }, ...int(1, 3_600_000), default: '250', doc: 'First reconnection delay, in milliseconds.', reload: false }),
+            maxMs: leaf({ xml: { elem: 'max_ms' }, ...int(1, 3_600_000), default: '5000', doc: 'Largest reconnection delay, in milliseconds. Must be at least `init_ms`.', reload: false }),
+          },
+        }),
+        keepaliveSec: leaf({
+          xml: { elem: 'keepalive' },
+          ...int(0, 86_400),
+          default: '60',
+          doc: 'Send a single whitespace character on the router link after this many idle seconds, so that a dead peer is noticed. 0 disables it.',
+          reload: false,
+        }),
+      },
+    }),
+    local: group({
+      xml: { elem: 'local' },
+      doc: "Where the local session manager connects to us: toward the sm this component IS the router, so point sm.xml's `<router><ip>`/`<port>` here.",
+      hints: {
+        secret: 'not supported: XEP-0114 components must connect to the jabberd2 router itself',
+        pemfile: 'not supported: the sm link is plain TCP on loopback',
+      },
+      children: {
+        ip: leaf({ xml: { elem: 'ip' }, ...ipAddress, default: '127.0.0.1', doc: 'IP address to listen on for the session manager. Keep it on loopback.', reload: false }),
+        port: leaf({
+          xml: { elem: 'port' },
+          ...int(1, 65535),
+          default: '5348',
+          doc: "Port to listen on for the session manager (put it in sm.xml's `<router><port>`). Must differ from `router.port` when both use the same IP.",
+          reload: false,
+        }),
+        users: leaf({
+          xml: { elem: 'users' },
+          ...filePath,
+          default: 'router-users.xml',
+          doc: 'File of the users allowed to connect here, in router-users.xml format (`<users><user><name/><secret/></user></users>`); the sm authenticates with its `<router><user>`/`<pass>`. Relative paths resolve against the directory of this file. Its contents are re-read on SIGHUP; changing the path needs a restart.',
+          reload: true,
+        }),
+        acl: {
+          kind: 'acl',
+          xml: { elem: 'aci' },
+          default: { all: ['jabberd'], bind: [], 'default-route': [], log: [] },
+          doc: "Access control, in router.xml's format: `<aci><acl type='T'><user>name</user>…</acl>…</aci>`. A user in `all` may do everything; otherwise the list for the action applies. Writing `<aci>` replaces the whole default: types not listed are empty.",
+          types: {
+            all: 'users allowed every restricted action below',
+            bind: 'users allowed to bind names other than their user name',
+            'default-route': 'users allowed to bind a name as the default route',
+            log: 'users allowed to receive a copy of every routed packet',
+          },
+          reload: false,
+        } satisfies AclSpec,
+        maxConnections: leaf({
+          xml: { elem: 'max_connections' },
+          ...int(1, 65535),
+          default: '64',
+          doc: 'Largest number of simultaneous connections on the local port (authenticated or not); further ones are closed at once.',
+          reload: false,
+        }),
+      },
+    }),
+    limits: group({
+      xml: { elem: 'limits' },
+      doc: 'Resource limits applied to every link (router, session manager and peers).',
+      children: {
+        maxStanzaBytes: leaf({
+          xml: { elem: 'max_stanza_bytes' },
+          ...int(1024, 256 * MiB),
+          default: String(2 * MiB),
+          defaultDoc: '2097152 (2 MiB)',
+          doc: 'Largest top-level element (a `<route>` with its stanza), in bytes of UTF-8. Larger ones close the link with a stream error. 2 MiB leaves room for vCards with photos and large rosters wrapped in a route.',
+          reload: false,
+        }),
+        maxDepth: leaf({
+          xml: { elem: 'max_depth' },
+          ...int(8, 1024),
+          default: '64',
+          doc: 'Deepest element nesting accepted inside a top-level element; deeper input closes the link with a stream error.',
+          reload: false,
+        }),
+        queueBytes: leaf({
+          xml: { elem: 'queue_bytes' },
+          ...int(65_536, 4096 * MiB),
+          default: String(16 * MiB),
+          defaultDoc: '16777216 (16 MiB)',
+          doc: 'Cap on the bytes waiting to be written to one link. Past it the source is throttled, then the link is closed as a slow consumer. Must be at least `max_stanza_bytes`.',
+          reload: false,
+        }),
+        authTimeoutSec: leaf({
+          xml: { elem: 'auth_timeout' },
+          ...int(1, 3600),
+          default: '10',
+          doc: 'Seconds a new connection has to open its stream and authenticate before it is closed.',
+          reload: false,
+        }),
+      },
+    }),
+    log: group({
+      xml: { elem: 'log' },
+      doc: "Logging, like jabberd2's `<log type='…'>`.",
+      hints: {
+        ident: "syslog is not supported: use <log type='stderr'> (journald) or type='file'",
+        facility: "syslog is not supported: use <log type='stderr'> (journald) or type='file'",
+        debug: "use <level>debug</level> instead",
+      },
+      children: {
+        type: leaf({ xml: { attr: 'type' }, ...oneOf(LOG_TYPES), default: 'stderr', doc: 'Where log lines go: standard error, or the file named by `<file>`.', reload: false }),
+        file: optionalLeaf({
+          xml: { elem: 'file' },
+          ...filePath,
+          defaultDoc: 'none (required when `type` is `file`)',
+          doc: 'Log file, appended to. Relative paths resolve against the directory of this file.',
+          reload: false,
+        }),
+        level: leaf({ xml: { elem: 'level' }, ...oneOf(LOG_LEVELS), default: 'notice', doc: 'Most verbose level written.', reload: false }),
+      },
+    }),
+    workers: leaf({
+      xml: { elem: 'workers' },
+      ...int(0, 256),
+      default: () => String(defaultWorkers()),
+      defaultDoc: 'number of CPUs − 1, at most 8 (`os.availableParallelism()`); 0 on a single CPU',
+      doc: 'Worker threads that parse XML. 0 runs everything inline on the main thread. The command-line option `--workers N` overrides it.',
+      reload: false,
+    }),
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// Cross-field rules (run after every value is parsed; path is the element to blame)
+
+export interface CrossCheck {
+  path: string;
+  /** returns an error message, or null when the rule holds */
+  check: (c: ClusterConfig) => string | null;
+}
+
+export const crossChecks: readonly CrossCheck[] = [
+  {
+    path: 'cluster.router.retry.max_ms',
+    check: (c) => (c.router.retry.maxMs < c.router.retry.initMs ? `must be at least init_ms (${c.router.retry.initMs}), got ${c.router.retry.maxMs}` : null),
+  },
+  {
+    path: 'cluster.local.port',
+    check: (c) =>
+      c.local.port === c.router.port && (c.local.ip === c.router.ip || c.local.ip === '0.0.0.0' || c.local.ip === '::')
+        ? `must differ from cluster.router.port (${c.router.port}): we would connect to ourselves`
+        : null,
+  },
+  {
+    path: 'cluster.limits.queue_bytes',
+    check: (c) => (c.limits.queueBytes < c.limits.maxStanzaBytes ? `must be at least max_stanza_bytes (${c.limits.maxStanzaBytes}), got ${c.limits.queueBytes}` : null),
+  },
+  {
+    path: 'cluster.log.file',
+    check: (c) => (c.log.type === 'file' && c.log.file === undefined ? "required when <log type='file'>" : null),
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Type-level link between the schema and ClusterConfig: `tsc` fails if they drift.
+
+type OptionalKeys<C> = { [K in keyof C]: C[K] extends { optional: true } ? K : never }[keyof C];
+type InferGroup<C> = { [K in Exclude<keyof C, OptionalKeys<C>>]: Infer<C[K]> } & { [K in OptionalKeys<C>]?: Infer<C[K]> };
+export type Infer<S> = S extends LeafSpec<infer T> ? T : S extends AclSpec ? Record<AclType, string[]> : S extends GroupSpec<infer C> ? InferGroup<C> : never;
+type MutuallyAssignable<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+/** Compile-time check only. */
+export type SchemaMatchesClusterConfig = Assert<MutuallyAssignable<Infer<typeof schema>, ClusterConfig>>;
+
+// ---------------------------------------------------------------------------------------------
+// Walking the schema (loader, doc generator, drift test)
+
+export interface OptionInfo {
+  /** XML path as used in errors and docs: `cluster.router.port`, `cluster.log@type`, `cluster.local.aci` */
+  path: string;
+  /** property path in ClusterConfig: `router.port`, `log.type`, `local.acl` */
+  key: string;
+  spec: LeafSpec<unknown> | AclSpec;
+  /** docs of the enclosing groups, outermost first (root excluded) */
+  groups: { path: string; doc: string }[];
+}
+
+/** Every option of the schema in document order. */
+export function listOptions(): OptionInfo[] {
+  const out: OptionInfo[] = [];
+  const walk = (g: GroupSpec<Record<string, Spec>>, path: string, key: string, groups: { path: string; doc: string }[]): void => {
+    for (const [k, s] of Object.entries(g.children)) {
+      const kp = key === '' ? k : `${key}.${k}`;
+      if (s.kind === 'group') {
+        const p = `${path}.${s.xml.elem}`;
+        walk(s, p, kp, [...groups, { path: p, doc: s.doc }]);
+      } else {
+        const p = 'attr' in s.xml ? `${path}@${s.xml.attr}` : `${path}.${s.xml.elem}`;
+        out.push({ path: p, key: kp, spec: s, groups });
+      }
+    }
+  };
+  walk(schema as GroupSpec<Record<string, Spec>>, schema.xml.elem, '', []);
+  return out;
+}
+
+/** The default of a leaf as text (computed ones evaluated now), or null when it has none. */
+export function defaultText(spec: LeafSpec<unknown>): string | null {
+  return typeof spec.default === 'function' ? spec.default() : spec.default;
+}

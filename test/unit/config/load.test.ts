@@ -1,0 +1,248 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, defaultConfig, loadConfig, loadUsers, parseConfig, parseUsers } from '../../../src/config/load.ts';
+import { defaultWorkers, type ClusterConfig } from '../../../src/config/schema.ts';
+
+const kSample = fileURLToPath(new URL('../../../config/cluster.xml', import.meta.url));
+const kSampleUsers = fileURLToPath(new URL('../../../config/router-users.xml', import.meta.url));
+const base = '/etc/jabberd2';
+
+function parse(xml: string): ClusterConfig {
+  return parseConfig(xml, base, 'test.xml');
+}
+
+/** Asserts a ConfigError with this path whose message matches. */
+function rejects(xml: string, path: string, message: RegExp): ConfigError {
+  try {
+    parse(xml);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `not a ConfigError: ${String(e)}`);
+    assert.equal(e.path, path, e.message);
+    assert.match(e.message, message);
+    assert.ok(e.message.startsWith(path + ': '), e.message);
+    return e;
+  }
+  assert.fail(`accepted: ${xml}`);
+}
+
+function tmp(t: { after: (fn: () => void) => void }): string {
+  const d = mkdtempSync(join(tmpdir(), 'jc-config-'));
+  t.after(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+test('defaults: every option', () => {
+  const c = parse('<cluster/>');
+  assert.deepEqual(c, {
+    id: hostname(),
+    router: { ip: '127.0.0.1', port: 5347, user: 'jabberd', pass: 'secret', retry: { initMs: 250, maxMs: 5000 }, keepaliveSec: 60 },
+    local: {
+      ip: '127.0.0.1',
+      port: 5348,
+      users: '/etc/jabberd2/router-users.xml',
+      acl: { all: ['jabberd'], bind: [], 'default-route': [], log: [] },
+      maxConnections: 64,
+    },
+    limits: { maxStanzaBytes: 2 * 1024 * 1024, maxDepth: 64, queueBytes: 16 * 1024 * 1024, authTimeoutSec: 10 },
+    log: { type: 'stderr', level: 'notice' },
+    workers: defaultWorkers(),
+  });
+  assert.ok(!('file' in c.log));
+  assert.deepEqual(defaultConfig(base), c);
+  assert.ok(defaultWorkers() >= 0 && defaultWorkers() <= 8);
+});
+
+test('result is deep-frozen', () => {
+  const c = parse('<cluster/>');
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.router.retry) && Object.isFrozen(c.local.acl.all));
+  assert.throws(() => {
+    (c.router as { port: number }).port = 1;
+  }, TypeError);
+  assert.throws(() => c.local.acl.all.push('x'), TypeError);
+});
+
+test('every value type is parsed; whitespace trimmed; comments and CDATA allowed', () => {
+  const c = parse(`<?xml version='1.0'?>
+<!-- a comment -->
+<cluster>
+  <id> node-1.example_a </id>
+  <router><ip>::1</ip><port>15347</port><user>cl</user><pass><![CDATA[p<w>&d]]></pass>
+    <retry><init_ms>10</init_ms><max_ms>10</max_ms></retry><keepalive>0</keepalive></router>
+  <local><ip>0.0.0.0</ip><port>15348</port><users>../users.xml</users><max_connections>2</max_connections>
+    <aci><acl type='bind'><user>sm</user><user>sm</user><!-- dup dropped --></acl><acl type='log'/></aci></local>
+  <limits><max_stanza_bytes>1024</max_stanza_bytes><max_depth>8</max_depth><queue_bytes>65536</queue_bytes><auth_timeout>1</auth_timeout></limits>
+  <log type=' file '><file>log/c.log</file><level>debug</level></log>
+  <workers>0</workers>
+</cluster>`);
+  assert.equal(c.id, 'node-1.example_a');
+  assert.deepEqual(c.router, { ip: '::1', port: 15347, user: 'cl', pass: 'p<w>&d', retry: { initMs: 10, maxMs: 10 }, keepaliveSec: 0 });
+  assert.equal(c.local.users, '/etc/users.xml');
+  assert.deepEqual(c.local.acl, { all: [], bind: ['sm'], 'default-route': [], log: [] });
+  assert.deepEqual(c.limits, { maxStanzaBytes: 1024, maxDepth: 8, queueBytes: 65536, authTimeoutSec: 1 });
+  assert.deepEqual(c.log, { type: 'file', file: '/etc/jabberd2/log/c.log', level: 'debug' });
+  assert.equal(c.workers, 0);
+  assert.equal(parse('<cluster><local><users>/abs/u.xml</users></local></cluster>').local.users, '/abs/u.xml');
+});
+
+test('type errors name the exact path and line', () => {
+  const cases: [string, string, RegExp][] = [
+    ['<cluster>\n<router>\n\n\n\n\n\n\n\n\n\n  <port>abc</port>\n</router></cluster>', 'cluster.router.port', /^cluster\.router\.port: expected an integer 1\.\.65535, got 'abc' \(line 12 of test\.xml\)$/],
+    ['<cluster><router><port>0</port></router></cluster>', 'cluster.router.port', /got '0'/],
+    ['<cluster><router><port>65536</port></router></cluster>', 'cluster.router.port', /got '65536'/],
+    ['<cluster><router><port>-1</port></router></cluster>', 'cluster.router.port', /got '-1'/],
+    ['<cluster><router><port>1e3</port></router></cluster>', 'cluster.router.port', /got '1e3'/],
+    ['<cluster><router><port></port></router></cluster>', 'cluster.router.port', /got ''/],
+    ['<cluster><router><ip>localhost</ip></router></cluster>', 'cluster.router.ip', /IPv4 or IPv6 address, got 'localhost'/],
+    ['<cluster><router><user/></router></cluster>', 'cluster.router.user', /non-empty string/],
+    ['<cluster><router><pass>  </pass></router></cluster>', 'cluster.router.pass', /non-empty string/],
+    ['<cluster><router><retry><init_ms>x</init_ms></retry></router></cluster>', 'cluster.router.retry.init_ms', /integer 1\.\.3600000/],
+    ['<cluster><router><retry><max_ms>0</max_ms></retry></router></cluster>', 'cluster.router.retry.max_ms', /integer/],
+    ['<cluster><router><keepalive>-5</keepalive></router></cluster>', 'cluster.router.keepalive', /integer 0\.\.86400/],
+    ['<cluster><local><ip>1.2.3</ip></local></cluster>', 'cluster.local.ip', /address/],
+    ['<cluster><local><port>x</port></local></cluster>', 'cluster.local.port', /integer/],
+    ['<cluster><local><users></users></local></cluster>', 'cluster.local.users', /file path/],
+    ['<cluster><local><max_connections>0</max_connections></local></cluster>', 'cluster.local.max_connections', /integer 1\.\.65535/],
+    ['<cluster><limits><max_stanza_bytes>10</max_stanza_bytes></limits></cluster>', 'cluster.limits.max_stanza_bytes', /integer 1024\.\./],
+    ['<cluster><limits><max_depth>2</max_depth></limits></cluster>', 'cluster.limits.max_depth', /integer 8\.\.1024/],
+    ['<cluster><limits><queue_bytes>1k</queue_bytes></limits></cluster>', 'cluster.limits.queue_bytes', /got '1k'/],
+    ['<cluster><limits><auth_timeout>0</auth_timeout></limits></cluster>', 'cluster.limits.auth_timeout', /integer 1\.\.3600/],
+    ["<cluster><log type='syslog'/></cluster>", 'cluster.log@type', /one of 'stderr', 'file', got 'syslog'/],
+    ['<cluster><log><level>trace</level></log></cluster>', 'cluster.log.level', /one of 'error', 'warn', 'notice', 'info', 'debug', got 'trace'/],
+    ['<cluster><log><file/></log></cluster>', 'cluster.log.file', /file path/],
+    ['<cluster><workers>257</workers></cluster>', 'cluster.workers', /integer 0\.\.256, got '257'/],
+    ['<cluster><id>a b</id></cluster>', 'cluster.id', /got 'a b'/],
+    ['<cluster><id></id></cluster>', 'cluster.id', /got ''/],
+  ];
+  for (const [xml, path, re] of cases) rejects(xml, path, re);
+});
+
+test('secrets are never echoed', () => {
+  const e = rejects('<cluster><router><pass>sec\tret</pass></router></cluster>', 'cluster.router.pass', /control characters/);
+  assert.ok(!e.message.includes('sec'));
+});
+
+test('ACL errors', () => {
+  rejects("<cluster><local><aci><acl type='admin'/></aci></local></cluster>", 'cluster.local.aci.acl@type', /expected one of 'all', 'bind', 'default-route', 'log', got 'admin'/);
+  rejects('<cluster><local><aci><acl/></aci></local></cluster>', 'cluster.local.aci.acl@type', /missing attribute 'type'/);
+  rejects("<cluster><local><aci><acl type='all'/><acl type='all'/></aci></local></cluster>", "cluster.local.aci.acl[@type='all']", /repeated <acl type='all'>/);
+  rejects("<cluster><local><aci><acl type='all'><name>x</name></acl></aci></local></cluster>", "cluster.local.aci.acl[@type='all'].name", /unknown element <name>; expected one of: user/);
+  rejects("<cluster><local><aci><acl type='all'><user/></acl></aci></local></cluster>", "cluster.local.aci.acl[@type='all'].user", /expected a user name/);
+  rejects("<cluster><local><aci><acl type='all' x='1'/></aci></local></cluster>", 'cluster.local.aci.acl@x', /unknown attribute 'x'/);
+  rejects('<cluster><local><aci><filter>f.xml</filter></aci></local></cluster>', 'cluster.local.aci.filter', /packet filters are not supported/);
+  rejects('<cluster><local><aci>text</aci></local></cluster>', 'cluster.local.aci', /unexpected text "text"/);
+});
+
+test('unknown elements and attributes are rejected, naming them (with jabberd2 hints)', () => {
+  rejects('<cluster>\n<router><prot>1</prot></router></cluster>', 'cluster.router.prot', /unknown element <prot>; expected one of: ip, port, user, pass, retry, keepalive \(line 2 of test\.xml\)/);
+  rejects('<cluster><bogus/></cluster>', 'cluster.bogus', /unknown element <bogus>; expected one of: id, router, local, limits, log, workers/);
+  rejects('<cluster><router><retry><init>3</init></retry></router></cluster>', 'cluster.router.retry.init', /use <init_ms> \(milliseconds\) instead/);
+  rejects('<cluster><pidfile>/run/x.pid</pidfile></cluster>', 'cluster.pidfile', /not supported/);
+  rejects("<cluster><log><ident>x</ident></log></cluster>", 'cluster.log.ident', /syslog is not supported/);
+  rejects("<cluster><router port='1'/></cluster>", 'cluster.router@port', /unknown attribute 'port'/);
+  rejects("<cluster><log kind='file'/></cluster>", 'cluster.log@kind', /unknown attribute 'kind' on <log>; expected: type/);
+  rejects("<cluster><router><port unit='x'>1</port></router></cluster>", 'cluster.router.port@unit', /unknown attribute/);
+  rejects('<cluster><router><port><value>1</value></port></router></cluster>', 'cluster.router.port.value', /holds a value, not elements/);
+  rejects('<cluster><router>5347</router></cluster>', 'cluster.router', /unexpected text "5347"/);
+  rejects("<cluster xmlns='urn:x'/>", 'cluster@xmlns', /unknown attribute/);
+});
+
+test('repeated single-valued elements are rejected', () => {
+  rejects('<cluster>\n<router>\n<port>1</port>\n<port>2</port></router></cluster>', 'cluster.router.port', /repeated element <port> \(first at line 3\) \(line 4 of test\.xml\)/);
+  rejects('<cluster><router/><router/></cluster>', 'cluster.router', /repeated element <router>/);
+  rejects('<cluster><local><aci/><aci/></local></cluster>', 'cluster.local.aci', /repeated element <aci>/);
+});
+
+test('cross-field rules', () => {
+  rejects('<cluster><router><retry><init_ms>600</init_ms><max_ms>500</max_ms></retry></router></cluster>', 'cluster.router.retry.max_ms', /must be at least init_ms \(600\), got 500/);
+  rejects('<cluster><local><port>5347</port></local></cluster>', 'cluster.local.port', /must differ from cluster.router.port/);
+  rejects('<cluster><local><ip>0.0.0.0</ip><port>5347</port></local></cluster>', 'cluster.local.port', /must differ/);
+  assert.equal(parse('<cluster><local><ip>127.0.0.2</ip><port>5347</port></local></cluster>').local.port, 5347);
+  rejects('<cluster><limits><max_stanza_bytes>100000</max_stanza_bytes><queue_bytes>65536</queue_bytes></limits></cluster>', 'cluster.limits.queue_bytes', /at least max_stanza_bytes/);
+  rejects("<cluster>\n<log type='file'/></cluster>", 'cluster.log.file', /required when <log type='file'> \(line 2 of test\.xml\)/);
+});
+
+test('document-level errors: syntax, DOCTYPE/entities, root, PI', () => {
+  rejects('<cluster><router></cluster>', 'cluster', /malformed XML: unexpected close tag/);
+  rejects('<cluster><router><port>1</port>', 'cluster.router', /malformed XML/);
+  rejects('', '(document)', /malformed XML|no root/);
+  rejects('<!DOCTYPE cluster [<!ENTITY x "y">]><cluster><id>&x;</id></cluster>', '(document)', /DOCTYPE/);
+  rejects('<cluster><id>&x;</id></cluster>', 'cluster.id', /malformed XML: undefined entity/);
+  rejects('<router/>', '(document)', /root element must be <cluster>, got <router>/);
+  rejects('<cluster><?pi x?></cluster>', 'cluster', /processing instruction/);
+  // predefined entities and character references are fine
+  assert.equal(parse('<cluster><router><pass>a&amp;b&#x41;</pass></router></cluster>').router.pass, 'a&bA');
+});
+
+test('overrides: --workers', () => {
+  assert.equal(parseConfig('<cluster><workers>3</workers></cluster>', base, 't', { workers: 0 }).workers, 0);
+  assert.throws(
+    () => parseConfig('<cluster/>', base, 't', { workers: 1000 }),
+    (e: unknown) => e instanceof ConfigError && e.path === 'cluster.workers' && /integer 0\.\.256, got '1000' \(--workers\)/.test(e.message),
+  );
+  assert.throws(() => parseConfig('<cluster/>', base, 't', { workers: 1.5 }), ConfigError);
+});
+
+test('loadConfig: relative paths resolve against the config file directory; missing file', (t) => {
+  const d = tmp(t);
+  mkdirSync(join(d, 'etc'));
+  writeFileSync(join(d, 'etc', 'c.xml'), "<cluster><local><users>sub/u.xml</users></local><log type='file'><file>../var/c.log</file></log></cluster>");
+  const c = loadConfig(join(d, 'etc', 'c.xml'));
+  assert.equal(c.local.users, join(d, 'etc', 'sub', 'u.xml'));
+  assert.equal(c.log.file, join(d, 'var', 'c.log'));
+  // default users path too
+  writeFileSync(join(d, 'etc', 'd.xml'), '<cluster/>');
+  assert.equal(loadConfig(join(d, 'etc', 'd.xml')).local.users, join(d, 'etc', 'router-users.xml'));
+  // errors name the file
+  writeFileSync(join(d, 'etc', 'bad.xml'), '<cluster><workers>x</workers></cluster>');
+  assert.throws(() => loadConfig(join(d, 'etc', 'bad.xml')), (e: unknown) => e instanceof ConfigError && e.message.includes(`(line 1 of ${join(d, 'etc', 'bad.xml')})`));
+  assert.throws(() => loadConfig(join(d, 'nope.xml')), (e: unknown) => e instanceof ConfigError && /cannot read the configuration file: ENOENT/.test(e.message) && e.message.includes('nope.xml'));
+});
+
+test('the sample config and users file load', () => {
+  const c = loadConfig(kSample);
+  assert.equal(c.local.users, kSampleUsers);
+  assert.deepEqual(loadUsers(c.local.users), new Map([['jabberd', 'secret']]));
+});
+
+test('users file: valid', () => {
+  const u = parseUsers('<users>\n <user><name> sm </name><secret>s1</secret></user><user><secret>s2</secret><name>c2s</name></user><!-- c --></users>', 'u.xml');
+  assert.deepEqual(u, new Map([['sm', 's1'], ['c2s', 's2']]));
+  assert.equal(parseUsers('<users/>', 'u.xml').size, 0);
+});
+
+test('users file: errors name the file and the element, never the secret', (t) => {
+  const bad: [string, string, RegExp][] = [
+    ['<userz/>', '(document)', /root element must be <users>, got <userz>/],
+    ['<users><user><name>a</name></user></users>', 'users.user[1].secret', /missing <secret>/],
+    ['<users><user><secret>topsecret</secret></user></users>', 'users.user[1].name', /missing <name>/],
+    ['<users><user><name></name><secret>topsecret</secret></user></users>', 'users.user[1].name', /expected a user name/],
+    ['<users><user><name>a</name><secret> </secret></user></users>', 'users.user[1].secret', /expected a secret for user 'a'/],
+    ['<users><user><name>a</name><secret>topsecret</secret></user>\n<user><name>a</name><secret>topsecret2</secret></user></users>', 'users.user[2].name', /user 'a' is listed twice \(first at line 1\) \(line 2 of /],
+    ['<users><user><name>a</name><name>b</name><secret>topsecret</secret></user></users>', 'users.user[1].name', /repeated element <name>/],
+    ['<users><user><name>a</name><secret>topsecret</secret><pass>x</pass></user></users>', 'users.user[1].pass', /unknown element <pass>; expected one of: name, secret/],
+    ['<users><admin/></users>', 'users.admin', /unknown element <admin>; expected one of: user/],
+    ['<users><user id="1"><name>a</name><secret>topsecret</secret></user></users>', 'users.user[1]@id', /unknown attribute/],
+    ['<users><user><name>a</name><secret>topsecret</secret></user>', 'users', /malformed XML/],
+  ];
+  const d = tmp(t);
+  const f = join(d, 'router-users.xml');
+  for (const [xml, path, re] of bad) {
+    writeFileSync(f, xml);
+    assert.throws(
+      () => loadUsers(f),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError, String(e));
+        assert.equal(e.path, path, e.message);
+        assert.match(e.message, re);
+        assert.ok(e.message.includes(f), `file not named: ${e.message}`);
+        assert.ok(!e.message.includes('topsecret'), e.message);
+        return true;
+      },
+    );
+  }
+  assert.throws(() => loadUsers(join(d, 'missing.xml')), (e: unknown) => e instanceof ConfigError && /cannot read the users file: ENOENT/.test(e.message) && e.message.includes('missing.xml'));
+});
