@@ -112,7 +112,8 @@ export function text(el: XmlElement): string {
 }
 
 export function escapeText(s: string): string {
-  return s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'));
+  // a literal CR would be read back as LF (end-of-line normalization): keep it as a reference
+  return s.replace(/[&<>\r]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#13;'));
 }
 
 export function escapeAttr(s: string): string {
@@ -148,7 +149,8 @@ function write(el: XmlElement, declared: Readonly<Record<string, string>>, out: 
   const own = deriveScope(el.attrs, declared);
   scope = own;
   const need = (prefix: string): void => {
-    const uri = el.scope[prefix];
+    // no default namespace in scope means "no namespace": undeclare an inherited one (xmlns='')
+    const uri = el.scope[prefix] ?? (prefix === '' ? '' : undefined);
     if (prefix === 'xml') return;
     if (uri === undefined) return; // undeclared prefix: written as is
     if (scope[prefix] === uri) return;

@@ -166,9 +166,13 @@ export class StreamFramer {
   }
 
   /**
-   * Expect a fresh stream header. From inside a handler callback, the new stream starts right
-   * after the markup being reported (the rest of the same chunk is parsed as the new stream);
-   * from inside onError, with the next write(); otherwise, with the next write().
+   * Expect a fresh stream header (stream restart after SASL success).
+   * - From inside onStanza (or onStreamOpen/onStreamClose): the new stream starts right after the
+   *   markup being reported; the rest of the same chunk is parsed as the new stream.
+   * - Between writes: the new stream starts with the next write().
+   * - Inside onError or after an error: the next write() starts a new stream (the rest of the
+   *   failing chunk is dropped, and so are undecoded bytes of a partial UTF-8 character).
+   * Leading whitespace before the new header is skipped. Counters are not reset.
    */
   reset(): void {
     if (this.inWrite && !this.failed) {

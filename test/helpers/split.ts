@@ -57,11 +57,9 @@ export function randomSplits(seed: number, n: number): Split {
     const rnd = prng(seed ^ data.length);
     const offsets: number[] = [];
     const cuts = Math.max(0, Math.min(n - 1, data.length - 1));
-    let cluster = 0;
     for (let k = 0; k < cuts; k++) {
-      if (k % 2 === 1 && offsets.length > 0) cluster = offsets[offsets.length - 1]! + 1 + Math.floor(rnd() * 8);
-      else cluster = 1 + Math.floor(rnd() * (data.length - 1));
-      offsets.push(cluster);
+      const prev = offsets[offsets.length - 1];
+      offsets.push(k % 2 === 1 && prev !== undefined ? prev + 1 + Math.floor(rnd() * 8) : 1 + Math.floor(rnd() * (data.length - 1)));
     }
     return splitAt(data, offsets);
   };

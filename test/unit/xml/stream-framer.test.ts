@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { SaxesParser } from 'saxes';
 import { StreamFramer, StreamFault } from '../../../src/xml/stream-framer.ts';
 import type { FramerLimits, StreamErrorCondition } from '../../../src/xml/stream-framer.ts';
-import { attrNS, firstChild, serialize, text, XML_NS } from '../../../src/xml/node.ts';
+import { attrNS, element, firstChild, serialize, text, XML_NS } from '../../../src/xml/node.ts';
 import type { XmlElement } from '../../../src/xml/node.ts';
 import { NS_SESSION, NS_STREAM } from '../../../src/protocol/ns.ts';
 import { byByte, feeders, randomSplits, splitAt, utf8 } from '../../helpers/split.ts';
@@ -244,6 +244,18 @@ test('namespaces: sc: and sm: resolve to the session namespace; scope and attrs 
   assert.equal(again.uri, r1!.uri);
   assert.equal(againSess.uri, NS_SESSION);
   assert.equal(attrNS(againSess, NS_SESSION, 'c2s'), '11');
+});
+
+test('serialize() output frames back to the same text and namespaces (node.ts fixes)', () => {
+  // a CR from a character reference survives (a literal CR would be read back as LF)
+  const m = stanzas(runAll(`${HDR}<m>a&#13;b\r\nc</m>`))[0]!.el;
+  assert.deepStrictEqual(m.children, ['a\rb\nc']);
+  const m2 = stanzas(runAll(`${HDR}${serialize(m)}`))[0]!.el;
+  assert.deepStrictEqual(m2.children, ['a\rb\nc']);
+  // a child in no namespace under a parent with a default namespace gets xmlns=''
+  const built = element('message', { xmlns: 'jabber:client' }, [element('x')]);
+  const back = stanzas(runAll(`${HDR}${serialize(built)}`))[0]!.el;
+  assert.deepStrictEqual([back.uri, (back.children[0] as XmlElement).uri], ['jabber:client', '']);
 });
 
 // --- reset (stream restart after SASL success) ---------------------------------------------------
