@@ -6,6 +6,9 @@ import { RouterLink, type RouterLinkConfig } from './links/router-link.ts';
 import { ComponentServer } from './links/component-server.ts';
 import { Switchboard, type AclType } from './core/switchboard.ts';
 import { CloseReason } from './net/close-reason.ts';
+import { ClusterRouter } from './cluster/cluster-router.ts';
+import { PeerManager, type PeerConfig } from './cluster/peer-manager.ts';
+import { MsgType } from './wire/messages.ts';
 import type { Logger } from './log.ts';
 
 export interface NodeOptions {
@@ -20,12 +23,20 @@ export interface NodeOptions {
     acl: Readonly<Record<AclType, readonly string[]>>;
   };
   limits: { maxStanzaBytes: number; maxDepth: number; queueBytes: number; authTimeoutSec: number };
+  /** clustered domains (empty: learned from the local sm's binds) */
+  domains?: readonly string[];
+  /** peer links; absent: a single node */
+  peers?: Omit<PeerConfig, 'self' | 'incarnation' | 'maxStanzaBytes' | 'maxDepth' | 'queueBytes'>;
 }
 
 export class ClusterNode {
   readonly router: RouterLink;
   readonly server: ComponentServer;
   readonly switchboard: Switchboard;
+  readonly cluster: ClusterRouter | null = null;
+  readonly peers: PeerManager | null = null;
+  /** this process's life: peers drop entries of an earlier life on sight */
+  readonly incarnation = Date.now();
   private smPort = 0;
   private upWaiters: (() => void)[] = [];
   private stopped = false;
@@ -45,6 +56,32 @@ export class ClusterNode {
       onBindLost: (name, code) => this.log.error(`lost name '${name}' after the router came back (error ${code}); its component keeps its local bind but the router will not send us its traffic`),
     });
     this.switchboard = new Switchboard(this.router, opts.local.acl, log.child('switch'));
+    if (opts.peers) {
+      const self = opts.id;
+      const peers = new PeerManager(
+        { ...opts.peers, self, incarnation: this.incarnation, maxStanzaBytes: opts.limits.maxStanzaBytes, maxDepth: opts.limits.maxDepth, queueBytes: opts.limits.queueBytes },
+        {
+          onUp: (node) => cluster.onPeerUp(node),
+          onDown: (node) => cluster.onPeerDown(node),
+          onStanza: (node, el, raw) => cluster.fromPeer(node, el, raw),
+          onSnapshot: (node, m) => cluster.onSnapshot(node, m.incarnation, m.seq, m.sessions, m.names),
+          onDelta: (node, m) => cluster.onDelta(node, m.incarnation, m.seq, m.ops),
+          onResync: (node) => cluster.onResyncRequest(node),
+        },
+        log.child('peers'),
+      );
+      const cluster = new ClusterRouter(self, this.incarnation, opts.domains ?? [], this.switchboard, this.router, {
+        isUp: (n) => peers.isUp(n),
+        upNodes: () => peers.upNodes(),
+        sendStanza: (n, raw) => peers.send(n, { type: MsgType.STANZA, bytes: Buffer.from(raw, 'utf8') }),
+        sendSnapshot: (n, snap) => void peers.send(n, { type: MsgType.SNAPSHOT, ...snap }),
+        broadcastDelta: (incarnation, seq, ops) => peers.broadcast({ type: MsgType.DELTA, origin: self, incarnation, seq, ops }),
+        requestResync: (n) => void peers.send(n, { type: MsgType.RESYNC, origin: self }),
+      }, log.child('cluster'));
+      this.switchboard.attachCluster(cluster);
+      this.cluster = cluster;
+      this.peers = peers;
+    }
     this.server = new ComponentServer(
       { ip: opts.local.ip, port: opts.local.port, maxConnections: opts.local.maxConnections, authTimeoutSec: opts.limits.authTimeoutSec },
       limits,
@@ -64,6 +101,7 @@ export class ClusterNode {
     this.log.notice(`node '${this.opts.id}' starting: router ${this.opts.router.ip}:${this.opts.router.port}`);
     this.router.start();
     this.smPort = await this.server.listen();
+    if (this.peers) await this.peers.start();
     return this.smPort;
   }
 
@@ -82,6 +120,7 @@ export class ClusterNode {
     this.stopped = true;
     this.log.notice('node stopping');
     await this.server.close(CloseReason.Shutdown, 'node stopping');
+    await this.peers?.stop();
     await this.router.stop();
     this.log.notice('node stopped');
   }
@@ -95,6 +134,19 @@ export class ClusterNode {
       names: this.switchboard.names(),
       advertised: this.switchboard.availableUpstream(),
       stats: { ...this.switchboard.stats },
+      ...(this.cluster && this.peers
+        ? {
+            cluster: {
+              incarnation: this.incarnation,
+              peerPort: this.peers.listenPort,
+              peersUp: this.peers.upNodes(),
+              domains: this.cluster.clusteredDomains(),
+              proxied: this.cluster.proxiedNames(),
+              sessions: this.cluster.table.allSessions(),
+              stats: { ...this.cluster.stats },
+            },
+          }
+        : {}),
     };
   }
 }

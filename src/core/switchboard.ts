@@ -14,6 +14,7 @@ import { attr, firstChild, type XmlElement } from '../xml/node.ts';
 import type { ComponentConn } from '../links/component-server.ts';
 import type { CloseReason } from '../net/close-reason.ts';
 import type { Logger } from '../log.ts';
+import type { ClusterRouter } from '../cluster/cluster-router.ts';
 
 export type AclType = 'all' | 'bind' | 'default-route' | 'log';
 
@@ -38,6 +39,11 @@ interface LocalRoute {
 interface CompState {
   /** names this component has been told are available */
   seen: Set<string>;
+  /**
+   * names whose bind this component has been answered with success: it hears advertisements only
+   * once it has one, as with jabberd2 (the sm drops whatever arrives before its first bind reply)
+   */
+  bound: Set<string>;
   throttled: boolean;
   held: string[];
   /** serialises a component's binds and unbinds so replies keep request order */
@@ -65,11 +71,34 @@ export class Switchboard {
     routesFromComponents: 0, routesFromRouter: 0, localDeliveries: 0, upstreamSends: 0, bounces: 0, dropped: 0,
   };
 
+  private cluster: ClusterRouter | null = null;
+
   constructor(
     private readonly upstream: Upstream,
     private readonly acl: Readonly<Record<AclType, readonly string[]>>,
     private readonly log: Logger,
   ) {}
+
+  /** Route between nodes through this cluster router (absent: a single node). */
+  attachCluster(cluster: ClusterRouter): void {
+    this.cluster = cluster;
+  }
+
+  /** Deliver to the local component bound to `name`; false when there is none. */
+  deliverLocalName(name: string, el: XmlElement, raw: string): boolean {
+    const route = this.routes.get(name);
+    if (!route || !route.bound || route.comps.length === 0) return false;
+    this.deliverLocal(route, el, raw);
+    return true;
+  }
+
+  hasLocalName(name: string): boolean {
+    return this.routes.get(name)?.bound === true;
+  }
+
+  upstreamHas(name: string): boolean {
+    return this.upstreamAvail.has(name);
+  }
 
   /** Names bound locally, with their binders (for status output). */
   names(): { name: string; components: string[]; multi: boolean; bound: boolean }[] {
@@ -88,7 +117,7 @@ export class Switchboard {
 
   onComponentReady(c: ComponentConn): void {
     this.comps.add(c);
-    this.state.set(c, { seen: new Set(), throttled: false, held: [], chain: Promise.resolve() });
+    this.state.set(c, { seen: new Set(), bound: new Set(), throttled: false, held: [], chain: Promise.resolve() });
   }
 
   onComponentElement(c: ComponentConn, el: XmlElement, raw: string): void {
@@ -131,8 +160,10 @@ export class Switchboard {
     this.state.delete(c);
     this.logSinks.delete(c);
     if (this.defaultRoute?.comp === c) this.defaultRoute = null;
+    const hadDomain = this.cluster !== null && [...c.names].some((n) => this.cluster!.isClustered(n));
     for (const name of c.names) this.removeBinder(name, c);
     c.names.clear();
+    if (hadDomain) this.cluster!.onLocalSmGone();
     this.log.notice(`${c.label} gone (${reason}: ${detail})`);
   }
 
@@ -194,10 +225,12 @@ export class Switchboard {
       return reply(code);
     }
     route.bound = true;
+    this.state.get(c)?.bound.add(name);
     reply();
+    if (route.comps.length === 1) this.cluster?.onLocalName(name, flags.multi !== undefined, true);
     this.log.notice(`${c.label} bound '${name}'${flags.multi !== undefined ? ' (multi)' : ''}`);
     // as jabberd2: advertise the name to everyone else, then tell the binder what exists
-    for (const o of this.comps) if (o !== c && o.names.size > 0 && !o.names.has(name)) this.advertise(o, name, true);
+    for (const o of this.comps) if (o !== c && this.hasBound(o) && !o.names.has(name)) this.advertise(o, name, true);
     for (const n of this.visibleNames()) if (!c.names.has(n)) this.advertise(c, n, true);
   }
 
@@ -210,6 +243,7 @@ export class Switchboard {
       return void c.send(unbindReply('404'));
     }
     c.names.delete(name);
+    this.state.get(c)?.bound.delete(name);
     if (this.defaultRoute?.comp === c && this.defaultRoute.name === name) this.defaultRoute = null;
     this.logSinks.delete(c);
     this.removeBinder(name, c);
@@ -226,11 +260,17 @@ export class Switchboard {
     route.comps.pop();
     if (route.comps.length > 0) return;
     this.routes.delete(name);
+    this.cluster?.onLocalName(name, route.multi, false);
     void this.upstream.unbind(name).then((code) => {
       if (code !== null && code !== 'stopped') this.log.warn(`router refused our unbind of '${name}': error ${code}`);
     });
     this.log.notice(`'${name}' unbound (its last component left)`);
-    for (const o of this.comps) if (o.names.size > 0) this.advertise(o, name, false);
+    for (const o of this.comps) if (this.hasBound(o)) this.advertise(o, name, false);
+  }
+
+  /** Has the component been told of a successful bind (so that it hears advertisements)? */
+  private hasBound(c: ComponentConn): boolean {
+    return (this.state.get(c)?.bound.size ?? 0) > 0;
   }
 
   private visibleNames(): Set<string> {
@@ -290,6 +330,7 @@ export class Switchboard {
       this.log.info(`${c.label}: route from '${from}', a name it has not bound (401)`);
       return this.bounce(c, el, raw, '401');
     }
+    if (this.cluster?.fromLocal(el, raw, to)) return;
     const route = this.routes.get(to);
     if (route && route.bound && route.comps.length > 0) {
       this.copyToLogSinks(c, el, raw);
@@ -321,6 +362,7 @@ export class Switchboard {
     }
     if (attr(el, 'error') !== undefined) {
       // a bounce of something a local component sent: back to the binder of its `from`
+      if (this.cluster?.bounceFromRouter(el, raw)) return;
       const from = domainOf(attr(el, 'from'));
       const route = from !== null ? this.routes.get(from) : undefined;
       if (route && route.comps.length > 0) return this.deliverLocal(route, el, raw);
@@ -329,6 +371,10 @@ export class Switchboard {
       return;
     }
     const to = domainOf(attr(el, 'to'));
+    if (to !== null && this.cluster) {
+      this.cluster.observeToSm(el);
+      if (this.cluster.fromRouter(el, raw, to)) return;
+    }
     const route = to !== null ? this.routes.get(to) : undefined;
     if (route && route.comps.length > 0) return this.deliverLocal(route, el, raw);
     if (this.defaultRoute) return this.deliverTo(this.defaultRoute.comp, raw);
@@ -346,7 +392,8 @@ export class Switchboard {
       if (!this.upstreamAvail.delete(name)) return;
     }
     this.log.info(`router: '${name}' is ${available ? 'available' : 'unavailable'}`);
-    for (const o of this.comps) if (o.names.size > 0) this.advertise(o, name, available);
+    this.cluster?.onRouterName(name, available);
+    for (const o of this.comps) if (this.hasBound(o)) this.advertise(o, name, available);
   }
 
   private deliverLocal(route: LocalRoute, el: XmlElement, raw: string): void {

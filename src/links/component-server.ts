@@ -76,6 +76,8 @@ class Conn implements ComponentConn {
         if (this.state === 'ready') this.handler.onGone(this, reason, detail);
       },
     }, this.labelText(socket));
+    // a stream error before we have answered the header (bad header, timeout) opens our stream first
+    this.link.errorPreamble = serverStreamHeader(newStreamId());
     this.authTimer = setTimeout(() => {
       if (this.state !== 'ready') {
         this.log.warn(`${this.label}: not authenticated within ${cfg.authTimeoutSec} s; closing`);
@@ -103,6 +105,7 @@ class Conn implements ComponentConn {
   }
 
   private onStreamOpen(root: XmlElement): void {
+    this.link.errorPreamble = ''; // both branches below send our header first
     if (root.scope[''] === NS_COMPONENT_ACCEPT) {
       // XEP-0114 components attach to the jabberd2 router, not to us
       this.link.send(serverStreamHeader(newStreamId()));

@@ -27,6 +27,12 @@ export interface XmlLinkHandler {
 export class XmlLink {
   readonly framer: StreamFramer;
   closed = false;
+  /**
+   * Sent before a stream error while our side of the stream is not open yet: a server sets it to
+   * its stream header until it has sent that header (as jabberd2's sx does, and RFC 6120 4.9.1.1
+   * requires), so that the peer can parse the error.
+   */
+  errorPreamble = '';
   bytesOut = 0;
   lastActivity = Date.now();
   private pending: string[] = [];
@@ -100,7 +106,8 @@ export class XmlLink {
   /** Send a stream error and the footer, then close. */
   fail(cond: StreamErrorName, reason: CloseReason, detail: string, textMsg?: string): void {
     if (this.closed) return;
-    this.send(streamError(cond, textMsg) + STREAM_FOOTER);
+    this.send(this.errorPreamble + streamError(cond, textMsg) + STREAM_FOOTER);
+    this.errorPreamble = '';
     this.end(reason, `${cond}: ${detail}`);
   }
 

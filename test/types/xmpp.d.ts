@@ -102,3 +102,15 @@ declare module '@xmpp/client' {
 
   export function client(options?: ClientOptions): Client;
 }
+
+declare module '@xmpp/component' {
+  import type { Element } from '@xmpp/xml';
+  interface Component {
+    on(event: 'stanza', cb: (stanza: Element) => void): void;
+    on(event: 'error' | 'online' | 'offline', cb: (arg: unknown) => void): void;
+    start(): Promise<unknown>;
+    stop(): Promise<unknown>;
+    send(el: Element): Promise<void>;
+  }
+  export function component(opts: { service: string; domain: string; password: string }): Component;
+}

@@ -1,0 +1,382 @@
+/**
+ * (main) Cluster routing: which node gets each route, the address rewriting that lets a stock
+ * c2s and sm on different machines talk to each other, and learning where sessions live from
+ * the session protocol passing through. See docs/architecture.md ("cross-node stanza path").
+ *
+ * Names: a node-local name `n` of node N (an sm id such as `sm`, a c2s id such as `c2s`) is
+ * written `n--N` when another node must refer to it (an "alias"). Every node binds on its own
+ * router the aliases of the peers' sm ids, so a local c2s can talk to a remote sm, and it
+ * rewrites the route `from` of a start it forwards to `c2s--<self>`, so the remote sm
+ * addresses that session's traffic to an alias that comes back here.
+ *
+ * Users: all sessions of one bare JID live in one sm (its "home"), as jabberd2's own multi-sm
+ * clustering requires: the sm keeps per-user state in memory. A user's first session is hosted
+ * by the sm of the node where the user logs in; later logins anywhere are forwarded there.
+ * Stanzas to a user of a clustered domain go to the home node; with no session anywhere, to
+ * the local sm (offline storage is shared).
+ */
+import { NS_CLIENT, NS_SESSION } from '../protocol/ns.ts';
+import { domainOf, parseJid } from '../protocol/jid.ts';
+import { rewriteAttrs } from '../protocol/route.ts';
+import { attr, attrNS, firstChild, text, type XmlElement } from '../xml/node.ts';
+import { ClusterTable, type NameEntry, type Op, type SessionEntry } from './table.ts';
+import type { BindFlags } from '../protocol/component.ts';
+import type { Logger } from '../log.ts';
+
+export const ALIAS_SEP = '--';
+
+export function aliasOf(name: string, node: string): string {
+  return `${name}${ALIAS_SEP}${node}`;
+}
+
+/** What the cluster router needs of the local side (the switchboard). */
+export interface LocalSide {
+  /** deliver to the local component bound to `name`; false when there is none */
+  deliverLocalName(name: string, el: XmlElement, raw: string): boolean;
+  /** is `name` bound by a local component? */
+  hasLocalName(name: string): boolean;
+  /** has the router advertised `name` (bound by some other component there)? */
+  upstreamHas(name: string): boolean;
+}
+
+export interface ClusterUpstream {
+  readonly ready: boolean;
+  bind(name: string, flags: BindFlags): Promise<string | null>;
+  unbind(name: string): Promise<string | null>;
+  send(xml: string): boolean;
+}
+
+/** What the cluster router needs of the peer links. */
+export interface PeerPort {
+  isUp(node: string): boolean;
+  upNodes(): string[];
+  sendStanza(node: string, raw: string): boolean;
+  sendSnapshot(node: string, snap: ReturnType<ClusterTable['snapshot']>): void;
+  broadcastDelta(incarnation: number, seq: number, ops: Op[]): void;
+  requestResync(node: string): void;
+}
+
+export interface ClusterStats {
+  toPeers: number;
+  fromPeers: number;
+  rewritten: number;
+  sessionsLearned: number;
+  sessionsEnded: number;
+  droppedLoops: number;
+}
+
+export class ClusterRouter {
+  readonly table: ClusterTable;
+  /** clustered domains: configured, or learned from the local sm's multi binds */
+  private readonly domains = new Set<string>();
+  private readonly configuredDomains: boolean;
+  /** names we bound on our router for peers: name → origin node */
+  private readonly proxied = new Map<string, string>();
+  /** the subset of `proxied` the router has confirmed */
+  private readonly proxiedBound = new Set<string>();
+  private deltaScheduled = false;
+  readonly stats: ClusterStats = { toPeers: 0, fromPeers: 0, rewritten: 0, sessionsLearned: 0, sessionsEnded: 0, droppedLoops: 0 };
+
+  constructor(
+    readonly self: string,
+    readonly incarnation: number,
+    domains: readonly string[],
+    private readonly local: LocalSide,
+    private readonly upstream: ClusterUpstream,
+    private readonly peers: PeerPort,
+    private readonly log: Logger,
+  ) {
+    for (const d of domains) this.domains.add(d.toLowerCase());
+    this.configuredDomains = domains.length > 0;
+    this.table = new ClusterTable(self, incarnation, {
+      onRemoteName: (origin, n, present) => this.onRemoteName(origin, n, present),
+    });
+  }
+
+  isClustered(domain: string): boolean {
+    return this.domains.has(domain);
+  }
+
+  /** Names bound on our router on behalf of peers (and confirmed by it). */
+  proxiedNames(): string[] {
+    return [...this.proxiedBound];
+  }
+
+  clusteredDomains(): string[] {
+    return [...this.domains];
+  }
+
+  /** `n--N` for a known node N → {name, node}; otherwise null. */
+  parseAlias(name: string): { name: string; node: string } | null {
+    const i = name.lastIndexOf(ALIAS_SEP);
+    if (i <= 0) return null;
+    const node = name.slice(i + ALIAS_SEP.length);
+    if (node !== this.self && !this.table.knownOrigins().includes(node)) return null;
+    return { name: name.slice(0, i), node };
+  }
+
+  // ---- names -------------------------------------------------------------------------------
+
+  /** A local component bound (or lost) a name. */
+  onLocalName(name: string, multi: boolean, present: boolean): void {
+    if (present) {
+      if (!this.configuredDomains && multi && name.includes('.')) this.domains.add(name);
+      this.table.addOwnName({ name, kind: this.domains.has(name) ? 'domain' : 'sm' });
+    } else {
+      this.table.removeOwnName(name);
+    }
+    this.scheduleDelta();
+  }
+
+  /** The router advertised a name: components with a dotted name are offered to the cluster. */
+  onRouterName(name: string, available: boolean): void {
+    if (!name.includes('.') || this.domains.has(name) || this.parseAlias(name) || this.proxied.has(name)) return;
+    if (available) this.table.addOwnName({ name, kind: 'component' });
+    else this.table.removeOwnName(name);
+    this.scheduleDelta();
+  }
+
+  private onRemoteName(origin: string, n: NameEntry, present: boolean): void {
+    let upstreamName: string;
+    if (n.kind === 'sm') upstreamName = aliasOf(n.name, origin);
+    else if (n.kind === 'component') {
+      if (present && (this.local.hasLocalName(n.name) || this.local.upstreamHas(n.name))) return; // ours wins
+      upstreamName = n.name;
+    } else {
+      if (present && !this.domains.has(n.name)) {
+        this.log.warn(`node '${origin}' serves domain '${n.name}', which is not clustered here`);
+      }
+      return;
+    }
+    if (present) {
+      if (this.proxied.has(upstreamName)) return;
+      this.proxied.set(upstreamName, origin);
+      void this.upstream.bind(upstreamName, {}).then((code) => {
+        if (code === null) {
+          if (this.proxied.get(upstreamName) === origin) this.proxiedBound.add(upstreamName);
+          this.log.info(`bound '${upstreamName}' on the router for node '${origin}'`);
+        }
+        else if (code !== 'unbound') {
+          this.log.warn(`could not bind '${upstreamName}' for node '${origin}' on the router: error ${code}`);
+          if (this.proxied.get(upstreamName) === origin) this.proxied.delete(upstreamName);
+        }
+      });
+    } else if (this.proxied.get(upstreamName) === origin) {
+      this.proxied.delete(upstreamName);
+      this.proxiedBound.delete(upstreamName);
+      void this.upstream.unbind(upstreamName);
+    }
+  }
+
+  // ---- routing -----------------------------------------------------------------------------
+
+  /** A route from a local component (validated by the switchboard). true = handled here. */
+  fromLocal(el: XmlElement, raw: string, to: string): boolean {
+    this.learnFromSm(el);
+    return this.dispatch(el, raw, to);
+  }
+
+  /** A unicast route from our router. true = handled here. */
+  fromRouter(el: XmlElement, raw: string, to: string): boolean {
+    return this.dispatch(el, raw, to);
+  }
+
+  /** A bounce (route with error) from our router; true = handled. */
+  bounceFromRouter(el: XmlElement, raw: string): boolean {
+    const from = domainOf(attr(el, 'from'));
+    if (from === null) return false;
+    const a = this.parseAlias(from);
+    if (!a || a.node === this.self) return false;
+    // we sent it up on behalf of a peer: the bounce goes back there
+    return this.toPeer(a.node, raw);
+  }
+
+  /** A route from a peer node. */
+  fromPeer(origin: string, el: XmlElement, raw: string): void {
+    this.stats.fromPeers++;
+    let to = domainOf(attr(el, 'to'));
+    if (to === null) {
+      this.log.warn(`route from node '${origin}' without a valid 'to'; dropped`);
+      return;
+    }
+    const changes: Record<string, string> = {};
+    const a = this.parseAlias(to);
+    if (a) {
+      if (a.node !== this.self) {
+        this.stats.droppedLoops++;
+        this.log.warn(`route from node '${origin}' for '${to}', which belongs to node '${a.node}': dropped (loop guard)`);
+        return;
+      }
+      to = a.name;
+      changes.to = a.name;
+    }
+    const error = attr(el, 'error') !== undefined;
+    // a bare name from the origin is the origin's own (its sm, its c2s): refer to it by alias
+    const from = domainOf(attr(el, 'from'));
+    if (from !== null && !from.includes('.') && !this.parseAlias(from)) changes.from = aliasOf(from, origin);
+    if (error && from !== null) {
+      // a bounce coming home: deliver to the binder of its `from`
+      const fa = this.parseAlias(from);
+      const fromName = fa && fa.node === this.self ? fa.name : from;
+      if (fa && fa.node === this.self) {
+        const out = rewriteAttrs(el, raw, { ...changes, from: fa.name });
+        if (this.local.deliverLocalName(fromName, el, out)) return;
+      }
+      this.log.info(`bounce from node '${origin}' for '${from}' not deliverable here; dropped`);
+      return;
+    }
+    this.observeToSm(el);
+    const out = Object.keys(changes).length ? rewriteAttrs(el, raw, changes) : raw;
+    if (Object.keys(changes).length) this.stats.rewritten++;
+    if (this.local.deliverLocalName(to, el, out)) return;
+    // a name on our router (a c2s, a component): up it goes; never to another peer
+    if (!this.upstream.send(out)) this.log.warn(`router link cannot take a route from node '${origin}' to '${to}'; dropped`);
+  }
+
+  /**
+   * The decision for a route from the local side or the router: true when it went to a peer,
+   * false to let the switchboard handle it locally (local component or upstream).
+   */
+  private dispatch(el: XmlElement, raw: string, to: string): boolean {
+    const a = this.parseAlias(to);
+    if (a) {
+      if (a.node === this.self) return false; // cannot normally happen: nobody else binds our aliases
+      return this.toPeer(a.node, raw);
+    }
+    if (this.isClustered(to)) {
+      const key = routingKey(el);
+      if (key === null) return false; // to the server itself: the local sm answers
+      const home = this.table.homeOf(key);
+      if (home === undefined || home === this.self) return false;
+      if (!this.peers.isUp(home)) {
+        this.log.info(`home node '${home}' of ${key} is not reachable; the local sm handles the route`);
+        return false;
+      }
+      return this.toPeer(home, raw);
+    }
+    if (this.local.hasLocalName(to)) return false;
+    const owner = this.proxied.get(to) ?? (this.local.upstreamHas(to) ? undefined : this.table.remoteNameOwner(to));
+    if (owner !== undefined && owner !== this.self) return this.toPeer(owner, raw);
+    return false;
+  }
+
+  private toPeer(node: string, raw: string): boolean {
+    this.flushDelta(); // the peer learns our sessions before the stanzas that follow from them
+    if (!this.peers.sendStanza(node, raw)) return false;
+    this.stats.toPeers++;
+    return true;
+  }
+
+  // ---- learning sessions -------------------------------------------------------------------
+
+  /** Watch the local sm's session control replies and the clients' session presence. */
+  private learnFromSm(el: XmlElement): void {
+    const inner = firstChild(el);
+    if (!inner || inner.uri !== NS_SESSION || inner.local !== 'session') return;
+    const action = attr(inner, 'action');
+    const sm = attrNS(inner, NS_SESSION, 'sm');
+    if (action === 'started') {
+      const target = parseJid(attr(inner, 'target'));
+      const to = domainOf(attr(el, 'to'));
+      if (!target || !sm || to === null || !target.resource) return;
+      const a = this.parseAlias(to);
+      const s: SessionEntry = {
+        jid: `${target.node}@${target.domain}/${target.resource}`,
+        home: this.self,
+        c2sNode: a ? a.node : this.self,
+        c2s: a ? a.name : to,
+        sm,
+        prio: 0,
+        avail: false,
+        since: Date.now(),
+      };
+      this.table.addOwnSession(s);
+      this.stats.sessionsLearned++;
+      this.scheduleDelta();
+    } else if ((action === 'ended' || action === 'replaced') && sm) {
+      const s = this.table.ownSessionBySm(sm);
+      if (s) {
+        this.table.removeOwnSession(s.jid);
+        this.stats.sessionsEnded++;
+        this.scheduleDelta();
+      }
+    }
+  }
+
+  /** A client's presence on its way to the local sm: priority and availability of the session. */
+  observeToSm(el: XmlElement): void {
+    const inner = firstChild(el);
+    if (!inner || inner.local !== 'presence' || inner.uri !== NS_CLIENT || attr(inner, 'to') !== undefined) return;
+    const sm = attrNS(inner, NS_SESSION, 'sm');
+    if (!sm) return;
+    const s = this.table.ownSessionBySm(sm);
+    if (!s) return;
+    const type = attr(inner, 'type');
+    if (type !== undefined && type !== 'unavailable') return;
+    const p = firstChild(inner, 'priority');
+    const prio = p ? Number.parseInt(text(p), 10) || 0 : 0;
+    const avail = type !== 'unavailable';
+    if (s.prio === prio && s.avail === avail) return;
+    this.table.addOwnSession({ ...s, prio, avail });
+    this.scheduleDelta();
+  }
+
+  /** The local sm went away: its sessions are gone. */
+  onLocalSmGone(): void {
+    const lost = this.table.clearOwnSessions();
+    if (lost.length) {
+      this.log.notice(`local sm gone: ${lost.length} session(s) removed from the cluster table`);
+      this.scheduleDelta();
+    }
+  }
+
+  // ---- replication -------------------------------------------------------------------------
+
+  private scheduleDelta(): void {
+    if (this.deltaScheduled) return;
+    this.deltaScheduled = true;
+    queueMicrotask(() => this.flushDelta());
+  }
+
+  flushDelta(): void {
+    this.deltaScheduled = false;
+    const d = this.table.takeDelta();
+    if (d) this.peers.broadcastDelta(this.incarnation, d.seq, d.ops);
+  }
+
+  onPeerUp(node: string): void {
+    this.flushDelta();
+    this.peers.sendSnapshot(node, this.table.snapshot());
+  }
+
+  onPeerDown(node: string): void {
+    const lost = this.table.dropOrigin(node);
+    this.log.notice(`node '${node}' unreachable: forgot its ${lost.length} session(s) and its names`);
+  }
+
+  onSnapshot(origin: string, incarnation: number, seq: number, sessions: SessionEntry[], names: NameEntry[]): void {
+    this.table.applySnapshot(origin, incarnation, seq, sessions, names);
+  }
+
+  onDelta(origin: string, incarnation: number, seq: number, ops: Op[]): void {
+    if (!this.table.applyDelta(origin, incarnation, seq, ops)) {
+      this.log.info(`gap in updates from node '${origin}' (seq ${seq}); asking for a snapshot`);
+      this.peers.requestResync(origin);
+    }
+  }
+
+  onResyncRequest(node: string): void {
+    this.flushDelta();
+    this.peers.sendSnapshot(node, this.table.snapshot());
+  }
+}
+
+/** The bare JID a route is about: session control `target`, else the inner `to` (with a node). */
+export function routingKey(el: XmlElement): string | null {
+  const inner = firstChild(el);
+  if (!inner) return null;
+  const key = inner.uri === NS_SESSION ? attr(inner, 'target') : attr(inner, 'to');
+  const j = parseJid(key);
+  if (!j || !j.node) return null;
+  return `${j.node}@${j.domain}`;
+}

@@ -1,0 +1,568 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
+import { hash64, hash64Bytes, hash64BytesInto, hash64Into } from '../../../src/routing/hash.ts';
+import {
+  HashCollisionError,
+  SharedTable,
+  TableFullError,
+  byteLengthFor,
+  capacityFor,
+  kHeaderCapacity,
+  kHeaderCount,
+  kHeaderGeneration,
+  kHeaderMagic,
+  kHeaderWords,
+  kSlotBusy,
+  kSlotFull,
+  kSlotKeyHi,
+  kSlotKeyLo,
+  kSlotWords,
+} from '../../../src/routing/shared-table.ts';
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+/** mulberry32: floats in [0, 1). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Seed for randomized tests: JC_TEST_SEED to replay, else a new one per run (printed on failure). */
+function testSeed(): number {
+  const env = process.env['JC_TEST_SEED'];
+  return env !== undefined ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+}
+
+/** The algorithm exactly as documented in hash.ts, written independently over Buffer bytes. */
+function referenceHash(s: string): [number, number] {
+  const fmix = (h: number): number => {
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
+  };
+  let a = 0x811c9dc5;
+  let c = 0x6a09e667;
+  for (const b of Buffer.from(s, 'utf8')) {
+    a = Math.imul(a ^ b, 0x01000193) >>> 0;
+    const rot = ((c << 5) | (c >>> 27)) >>> 0;
+    c = Math.imul(rot ^ b, 0x9e3779b9) >>> 0;
+  }
+  const x = fmix(a);
+  const hi = fmix((c + x) >>> 0);
+  return [(x ^ hi) >>> 0, hi];
+}
+
+const home = (key: string, capacity: number): number => hash64(key)[0] & (capacity - 1);
+
+/** Keys whose home slot is `slot` in a table of `capacity` slots. */
+function keysWithHome(slot: number, capacity: number, count: number, prefix = 'k'): string[] {
+  const out: string[] = [];
+  for (let n = 0; out.length < count; n++) {
+    const k = `${prefix}${n}@example.com`;
+    if (home(k, capacity) === slot) out.push(k);
+  }
+  return out;
+}
+
+/**
+ * Checks the table's structure straight from the SAB: no slot busy, no duplicate keys, header
+ * count == full slots, and invariant I (every slot from an entry's home to its slot is full).
+ */
+function checkInvariants(table: SharedTable): void {
+  const w = new Int32Array(table.sab);
+  const cap = w[kHeaderCapacity]!;
+  const mask = cap - 1;
+  const full = (i: number): boolean => (w[kHeaderWords + i * kSlotWords]! & kSlotFull) !== 0;
+  const seen = new Set<string>();
+  let count = 0;
+  assert.equal(w[kHeaderGeneration]! & 1, 0, 'generation is even at rest');
+  for (let i = 0; i < cap; i++) {
+    const base = kHeaderWords + i * kSlotWords;
+    assert.equal(w[base]! & kSlotBusy, 0, `slot ${i} busy at rest`);
+    if (!full(i)) continue;
+    count++;
+    const id = `${w[base + kSlotKeyLo]}:${w[base + kSlotKeyHi]}`;
+    assert.ok(!seen.has(id), `duplicate key in slot ${i}`);
+    seen.add(id);
+    for (let j = w[base + kSlotKeyLo]! & mask; j !== i; j = (j + 1) & mask) {
+      assert.ok(full(j), `slot ${j} empty inside the probe chain of the entry in slot ${i}`);
+    }
+  }
+  assert.equal(count, table.size, 'full slots == size');
+  assert.equal(w[kHeaderCount], table.size, 'header count == size');
+}
+
+// ---- hash ------------------------------------------------------------------------------------
+
+describe('hash64', () => {
+  const golden: [string, number, number][] = [
+    ['', 0x8885ac7a, 0x23bbd071],
+    ['a', 0x5e17d87f, 0x449769cc],
+    ['alice@example.com', 0x996a2e47, 0xd6db48af],
+    ['jürgen@müller.de', 0x6682b1cb, 0xbd256e7a],
+    ['日本@例え.jp', 0x128960e9, 0x1335ce0b],
+    ['😀@x.org', 0x79debeb5, 0xfaa58485],
+    ['conference.example.com', 0xaac77442, 0xa07abc53],
+  ];
+
+  test('golden values are frozen (a change is a table layout change)', () => {
+    for (const [s, lo, hi] of golden) {
+      assert.deepEqual(hash64(s), [lo, hi], s);
+      assert.deepEqual(referenceHash(s), [lo, hi], `documented algorithm, ${s}`);
+    }
+  });
+
+  const samples = [
+    'alice@example.com',
+    'ALICE@Example.COM',
+    'é@x', // 2-byte
+    'ü', // 2-byte alone
+    '€uro@x.de', // 3-byte
+    '日本語@example.jp',
+    '😀', // 4-byte (surrogate pair)
+    'a😀b@🏳️‍🌈.example',
+    '\ud800', // lone high surrogate → U+FFFD
+    '\udc00x', // lone low surrogate
+    'x\ud83d', // high surrogate at the end
+    '\ud83d\ud83d\ude00', // high, then a valid pair
+    '\u007f\u0080\u07ff\u0800\uffff',
+    'x'.repeat(3071),
+  ];
+
+  test('hash64(s) == hash64Bytes(utf8(s)) on ASCII and non-ASCII keys', () => {
+    for (const s of samples) {
+      const bytes = Buffer.from(s, 'utf8');
+      assert.deepEqual(hash64Bytes(bytes, 0, bytes.length), hash64(s), JSON.stringify(s));
+      assert.deepEqual(hash64Bytes(new TextEncoder().encode(s)), hash64(s), JSON.stringify(s));
+      assert.deepEqual(referenceHash(s), hash64(s), JSON.stringify(s));
+    }
+  });
+
+  test('seeded random unicode strings agree across string/bytes/Into forms', () => {
+    const seed = testSeed();
+    const r = prng(seed);
+    const pools = [
+      [0x20, 0x7f],
+      [0x80, 0x7ff],
+      [0x800, 0xffff], // includes lone surrogates
+      [0x10000, 0x10ffff],
+    ] as const;
+    const i32 = new Int32Array(2);
+    const u32 = new Uint32Array(2);
+    for (let n = 0; n < 5000; n++) {
+      let s = '';
+      const len = (r() * 24) | 0;
+      for (let k = 0; k < len; k++) {
+        const [lo, hi] = pools[(r() * pools.length) | 0]!;
+        s += String.fromCodePoint(lo + ((r() * (hi - lo + 1)) | 0));
+      }
+      const want = hash64(s);
+      const bytes = Buffer.from(s, 'utf8');
+      const framed = Buffer.concat([Buffer.from('<to>'), bytes, Buffer.from('</to>')]);
+      const msg = `seed=${seed} s=${JSON.stringify(s)}`;
+      assert.deepEqual(hash64Bytes(framed, 4, 4 + bytes.length), want, msg);
+      hash64Into(s, u32);
+      assert.deepEqual([u32[0], u32[1]], want, msg);
+      hash64BytesInto(framed, 4, 4 + bytes.length, i32);
+      assert.deepEqual([i32[0]! >>> 0, i32[1]! >>> 0], want, msg);
+    }
+  });
+
+  test('hash64Bytes rejects a bad range', () => {
+    const b = Buffer.from('abc');
+    assert.throws(() => hash64Bytes(b, 2, 1), RangeError);
+    assert.throws(() => hash64Bytes(b, 0, 4), RangeError);
+    assert.throws(() => hash64Bytes(b, -1, 2), RangeError);
+    assert.deepEqual(hash64Bytes(b, 1, 1), hash64(''));
+  });
+
+  test('200k JIDs: no 64-bit collisions, about the expected 32-bit ones, balanced bits', () => {
+    const n = 200_000;
+    const full = new Set<bigint>();
+    const los = new Set<number>();
+    const ones = new Array<number>(64).fill(0);
+    for (let i = 0; i < n; i++) {
+      const [lo, hi] = hash64(`user${i}@example.com`);
+      full.add((BigInt(hi) << 32n) | BigInt(lo));
+      los.add(lo);
+      for (let b = 0; b < 32; b++) {
+        ones[b]! += (lo >>> b) & 1;
+        ones[32 + b]! += (hi >>> b) & 1;
+      }
+    }
+    assert.equal(full.size, n);
+    // expected 32-bit collisions among n keys: n^2 / 2^33 ≈ 4.7; allow generous slack
+    assert.ok(n - los.size <= 20, `${n - los.size} collisions in the low word`);
+    for (let b = 0; b < 64; b++) {
+      const f = ones[b]! / n;
+      assert.ok(f > 0.49 && f < 0.51, `bit ${b} set in ${(f * 100).toFixed(2)} % of hashes`);
+    }
+  });
+});
+
+// ---- table, single thread --------------------------------------------------------------------
+
+describe('SharedTable', () => {
+  test('capacity checks, sizing helpers and header', () => {
+    assert.throws(() => SharedTable.create(21), /power of two.*did you mean 2 \*\* 21/);
+    assert.throws(() => SharedTable.create(1000), RangeError);
+    assert.throws(() => SharedTable.create(4), RangeError);
+    assert.throws(() => SharedTable.create(2 ** 27), RangeError);
+    assert.equal(capacityFor(1_000_000), 2 ** 21);
+    assert.equal(SharedTable.capacityFor(786_432), 2 ** 20);
+    assert.equal(capacityFor(786_433), 2 ** 21);
+    assert.equal(byteLengthFor(2 ** 21), 32 * 1024 * 1024 + 128);
+    const t = SharedTable.create(64);
+    assert.equal(t.sab.byteLength, SharedTable.byteLengthFor(64));
+    const w = new Int32Array(t.sab);
+    assert.equal(w[kHeaderMagic], 0x4a435254);
+    assert.equal(w[kHeaderCapacity], 64);
+    assert.equal(t.capacity, 64);
+    assert.equal(t.maxSize, 48);
+  });
+
+  test('insert, get, overwrite, delete', () => {
+    const t = SharedTable.create(64);
+    const r = SharedTable.attach(t.sab);
+    assert.equal(t.get('alice@example.com'), undefined);
+    t.set('alice@example.com', 3);
+    t.set('bob@example.com', 0);
+    assert.equal(t.get('alice@example.com'), 3);
+    assert.equal(t.get('bob@example.com'), 0);
+    assert.equal(t.size, 2);
+    t.set('alice@example.com', 7);
+    assert.equal(t.get('alice@example.com'), 7);
+    assert.equal(r.get('alice@example.com'), 7);
+    assert.equal(t.size, 2);
+    assert.equal(t.delete('alice@example.com'), true);
+    assert.equal(t.delete('alice@example.com'), false);
+    assert.equal(t.get('alice@example.com'), undefined);
+    assert.equal(r.get('alice@example.com'), undefined);
+    assert.equal(t.size, 1);
+    assert.equal(r.size, 1);
+    assert.equal(t.loadFactor, 1 / 64);
+    const [lo, hi] = hash64('bob@example.com');
+    assert.equal(t.getByHash(lo, hi), 0);
+    assert.equal(r.getByHash(lo, hi), 0);
+    assert.equal(r.getByHash(lo | 0, hi | 0), 0, 'signed words accepted too');
+    const b = Buffer.from('<x>bob@example.com</x>');
+    assert.equal(r.getUtf8(b, 3, 18), 0);
+    checkInvariants(t);
+  });
+
+  test('values are unsigned 32-bit', () => {
+    const t = SharedTable.create(16);
+    t.set('max', 0xffffffff);
+    t.set('high', 0x80000001);
+    assert.equal(t.get('max'), 0xffffffff);
+    assert.equal(SharedTable.attach(t.sab).get('high'), 0x80000001);
+    for (const bad of [-1, 1.5, 2 ** 32, Number.NaN]) assert.throws(() => t.set('x', bad), RangeError, String(bad));
+    assert.equal(t.size, 2);
+  });
+
+  test('probe chains survive deletes (backward shift), including wrap-around', () => {
+    const cap = 16;
+    // five keys homed at slot 14: they occupy 14, 15, 0, 1, 2 (the chain wraps)
+    const at14 = keysWithHome(14, cap, 5, 'a');
+    // two keys homed at slot 15 and one at 0: pushed further by the wrapped chain
+    const at15 = keysWithHome(15, cap, 2, 'b');
+    const at0 = keysWithHome(0, cap, 1, 'c');
+    const all = [...at14, ...at15, ...at0];
+    const scenarios: string[][] = [
+      [at14[0]!], // head of the chain
+      [at14[2]!], // middle, the slot before the wrap
+      [at14[4]!, at15[0]!], // tail entries
+      [at14[1]!, at14[0]!, at15[1]!], // several, in an order that moves entries across the wrap
+      [...all], // everything
+    ];
+    for (const gone of scenarios) {
+      const t = SharedTable.create(cap);
+      const r = SharedTable.attach(t.sab);
+      all.forEach((k, i) => t.set(k, i));
+      checkInvariants(t);
+      for (const k of gone) {
+        assert.equal(t.delete(k), true, k);
+        checkInvariants(t);
+        all.forEach((k2, i) => {
+          const want = gone.indexOf(k2) <= gone.indexOf(k) && gone.includes(k2) ? undefined : i;
+          assert.equal(t.get(k2), want, `after deleting ${k}: ${k2}`);
+          assert.equal(r.get(k2), want, `reader, after deleting ${k}: ${k2}`);
+        });
+      }
+      // reinsert into the holes
+      for (const k of gone) t.set(k, 99);
+      checkInvariants(t);
+      for (const k of gone) assert.equal(r.get(k), 99);
+    }
+  });
+
+  test('a delete that moves entries bumps the generation by 2; one that moves none leaves it', () => {
+    const cap = 16;
+    const [a, b] = keysWithHome(3, cap, 2);
+    const t = SharedTable.create(cap);
+    const w = new Int32Array(t.sab);
+    t.set(a!, 1);
+    t.set(b!, 2); // slot 4, homed at 3
+    assert.equal(t.delete(b!), true); // slot 5 empty: nothing to move
+    assert.equal(w[kHeaderGeneration], 0);
+    t.set(b!, 2);
+    assert.equal(t.delete(a!), true); // b moves back to its home
+    assert.equal(w[kHeaderGeneration], 2);
+    assert.equal(t.get(b!), 2);
+    checkInvariants(t);
+  });
+
+  test('200k random operations against a Map model, with interleaved deletes', (t) => {
+    const seed = testSeed();
+    t.diagnostic(`seed=${seed} (JC_TEST_SEED=${seed} to replay)`);
+    const r = prng(seed);
+    const cap = 1 << 15; // max 24576 entries
+    const table = SharedTable.create(cap);
+    const reader = SharedTable.attach(table.sab);
+    const model = new Map<string, number>();
+    // 40k keys, half set and 3/10 deleted: the model settles near 25k > 24576, so the table runs
+    // at its 0.75 limit (long clusters, many moves) and refuses some inserts
+    const pool = Array.from({ length: 40_000 }, (_, i) => `u${i}@n${i % 7}.example`);
+    const ctx = (op: number, k: string): string => `seed=${seed} op=${op} key=${k}`;
+    let full = 0;
+    for (let op = 0; op < 200_000; op++) {
+      const k = pool[(r() * pool.length) | 0]!;
+      const x = r();
+      if (x < 0.5) {
+        const v = (r() * 2 ** 32) >>> 0;
+        if (!model.has(k) && model.size >= table.maxSize) {
+          assert.throws(() => table.set(k, v), TableFullError, ctx(op, k));
+          full++;
+        } else {
+          table.set(k, v);
+          model.set(k, v);
+        }
+      } else if (x < 0.8) {
+        assert.equal(table.delete(k), model.delete(k), ctx(op, k));
+      } else {
+        assert.equal(table.get(k), model.get(k), ctx(op, k));
+        assert.equal(reader.get(k), model.get(k), ctx(op, k));
+      }
+      assert.equal(table.size, model.size, ctx(op, k));
+      if (op % 20_000 === 0) checkInvariants(table);
+    }
+    checkInvariants(table);
+    for (const k of pool) assert.equal(reader.get(k), model.get(k), `seed=${seed} final ${k}`);
+    assert.equal(reader.retries, 0, 'no retries without a concurrent writer');
+    t.diagnostic(`final size ${model.size}, load ${table.loadFactor.toFixed(3)}, full refusals ${full}`);
+    assert.ok(full > 0, 'the table reached its load limit');
+  });
+
+  test('full table: refuses inserts beyond load 0.75 with TableFullError naming the capacity', () => {
+    const t = SharedTable.create(16);
+    for (let i = 0; i < 12; i++) t.set(`k${i}`, i);
+    assert.equal(t.loadFactor, 0.75);
+    assert.throws(
+      () => t.set('k12', 12),
+      (e: unknown) =>
+        e instanceof TableFullError &&
+        e.code === 'JC_ERR_ROUTING_TABLE_FULL' &&
+        e.capacity === 16 &&
+        e.maxSize === 12 &&
+        /12 entries in 16 slots/.test(e.message) &&
+        /capacity 32/.test(e.message),
+    );
+    assert.equal(t.size, 12);
+    t.set('k3', 33); // overwriting is not an insert
+    assert.equal(t.get('k3'), 33);
+    assert.equal(t.get('k12'), undefined);
+    t.delete('k0');
+    t.set('k12', 12);
+    assert.equal(t.get('k12'), 12);
+    checkInvariants(t);
+  });
+
+  test('a reader attached to the SAB sees writes, deletes and clear', () => {
+    const t = SharedTable.create(256);
+    const r = SharedTable.attach(t.sab);
+    assert.equal(r.capacity, 256);
+    for (let i = 0; i < 150; i++) t.set(`n${i}@example.com`, i * 3);
+    for (let i = 0; i < 150; i++) assert.equal(r.get(`n${i}@example.com`), i * 3);
+    for (let i = 0; i < 150; i += 2) t.delete(`n${i}@example.com`);
+    for (let i = 0; i < 150; i++) assert.equal(r.get(`n${i}@example.com`), i % 2 ? i * 3 : undefined);
+    assert.equal(r.size, 75);
+    assert.equal(r.loadFactor, 75 / 256);
+    const gen = new Int32Array(t.sab)[kHeaderGeneration]!;
+    t.clear();
+    assert.equal(new Int32Array(t.sab)[kHeaderGeneration], gen + 2);
+    assert.equal(r.size, 0);
+    assert.equal(t.size, 0);
+    for (let i = 0; i < 150; i++) assert.equal(r.get(`n${i}@example.com`), undefined);
+    checkInvariants(t);
+    t.set('again', 1);
+    assert.equal(r.get('again'), 1);
+  });
+
+  test('attach validates the buffer', () => {
+    assert.throws(() => SharedTable.attach(new SharedArrayBuffer(1024)), /bad magic/);
+    assert.throws(() => SharedTable.attach(new SharedArrayBuffer(8)), /too small/);
+    const t = SharedTable.create(16);
+    const copy = new SharedArrayBuffer(t.sab.byteLength + 16);
+    new Uint8Array(copy).set(new Uint8Array(t.sab));
+    assert.throws(() => SharedTable.attach(copy), /expected 384 for capacity 16/);
+    assert.throws(() => SharedTable.attach(new ArrayBuffer(384) as unknown as SharedArrayBuffer), TypeError);
+  });
+
+  test('verifyKeys: the writer answers for exact strings (no real 64-bit collision is known to test with)', () => {
+    const t = SharedTable.create(1024, { verifyKeys: true });
+    for (let i = 0; i < 500; i++) t.set(`v${i}@example.com`, i);
+    for (let i = 0; i < 500; i += 3) assert.equal(t.delete(`v${i}@example.com`), true);
+    for (let i = 0; i < 500; i++) assert.equal(t.get(`v${i}@example.com`), i % 3 ? i : undefined);
+    t.set('v1@example.com', 1111);
+    assert.equal(t.get('v1@example.com'), 1111);
+    t.clear();
+    t.set('v1@example.com', 5);
+    assert.equal(t.get('v1@example.com'), 5);
+    checkInvariants(t);
+    // No two keys with equal 64-bit hashes are known, so the error itself is checked for shape.
+    const e = new HashCollisionError('a@x', 'b@x');
+    assert.equal(e.code, 'JC_ERR_ROUTING_HASH_COLLISION');
+    assert.match(e.message, /"a@x" and "b@x"/);
+  });
+});
+
+// ---- a real worker thread reading while main writes -----------------------------------------
+
+interface ReaderStats {
+  reads: number;
+  pinnedReads: number;
+  churnHits: number;
+  churnMisses: number;
+  churnStablePresent: number;
+  churnStableAbsent: number;
+  neverReads: number;
+  errors: number;
+  firstErrors: string[];
+  retries: number;
+  atomicReads: boolean;
+}
+
+interface RunShape {
+  capacity: number;
+  pinned: number;
+  churn: number;
+  /** chance that a visit to a present churn key deletes it (else overwrites its value) */
+  pDelete: number;
+}
+
+// status words shared with the worker (see test/fixtures/routing-table-reader.mjs)
+const kAbsent = 0;
+const kPresent = 1;
+const kMoving = 2;
+
+async function concurrentRun(
+  shape: RunShape,
+  atomicReads: boolean,
+  ms: number,
+): Promise<{ stats: ReaderStats; ops: number; moves: number; seed: number }> {
+  const seed = testSeed();
+  const r = prng(seed);
+  assert.ok(shape.pinned + shape.churn <= Math.floor(shape.capacity * 0.75));
+  const table = SharedTable.create(shape.capacity);
+  const pinned = Array.from({ length: shape.pinned }, (_, i) => `pinned${i}@example.com`);
+  const churn = Array.from({ length: shape.churn }, (_, i) => `churn${i}@example.org`);
+  const never = Array.from({ length: 5_000 }, (_, i) => `never${i}@example.net`);
+  const statusSab = new SharedArrayBuffer(churn.length * 4);
+  const status = new Int32Array(statusSab);
+  const present = new Uint8Array(churn.length);
+  // Half the churn keys go in first, so pinned keys land behind them and move when they go.
+  for (let i = 0; i < churn.length; i += 2) {
+    table.set(churn[i]!, i << 8);
+    present[i] = 1;
+    status[i] = kPresent;
+  }
+  pinned.forEach((k, i) => table.set(k, (0x80000000 + i) >>> 0));
+  const ctl = new SharedArrayBuffer(4);
+  const worker = new Worker(new URL('../../fixtures/routing-table-reader.mjs', import.meta.url), {
+    workerData: { sab: table.sab, ctl, status: statusSab, pinned, churn, never, atomicReads, seed: seed ^ 0x5bd1e995 },
+  });
+  try {
+    const stats = new Promise<ReaderStats>((resolve, reject) => {
+      worker.on('message', (m: { type: string; stats?: ReaderStats }) => {
+        if (m.type === 'stats') resolve(m.stats!);
+      });
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`reader worker exited with ${code} before reporting`)));
+    });
+    await new Promise<void>((resolve, reject) => {
+      worker.once('message', () => resolve());
+      worker.once('error', reject);
+    });
+    // Main churns synchronously (the worker runs on its own thread meanwhile): inserts, value
+    // overwrites and deletes of churn keys, each insert/delete bracketed by status words; pinned
+    // keys are never touched.
+    const gen0 = Atomics.load(new Int32Array(table.sab), kHeaderGeneration);
+    const deadline = performance.now() + ms;
+    let ops = 0;
+    const bump = (i: number, state: number): void => {
+      Atomics.store(status, i, ((Atomics.load(status, i) >>> 2) + 1) * 4 + state);
+    };
+    while (performance.now() < deadline) {
+      for (let n = 0; n < 256; n++, ops++) {
+        const i = (r() * churn.length) | 0;
+        if (present[i] === 0) {
+          bump(i, kMoving);
+          table.set(churn[i]!, (i << 8) | (ops & 0xff));
+          bump(i, kPresent);
+          present[i] = 1;
+        } else if (r() < shape.pDelete) {
+          bump(i, kMoving);
+          table.delete(churn[i]!);
+          bump(i, kAbsent);
+          present[i] = 0;
+        } else {
+          table.set(churn[i]!, (i << 8) | (ops & 0xff));
+        }
+      }
+    }
+    const moves = (Atomics.load(new Int32Array(table.sab), kHeaderGeneration) - gen0) / 2;
+    Atomics.store(new Int32Array(ctl), 0, 1);
+    const s = await stats;
+    checkInvariants(table);
+    return { stats: s, ops, moves, seed };
+  } finally {
+    await worker.terminate();
+  }
+}
+
+describe('SharedTable with a reader in a worker thread', () => {
+  const shapes: [string, RunShape][] = [
+    // realistic size: 20k pinned + up to 28k churn keys in 64k slots (load 0.42 .. 0.73)
+    ['64k slots', { capacity: 1 << 16, pinned: 20_000, churn: 28_000, pDelete: 0.5 }],
+    // hot: everything in 4 KiB, so the worker keeps probing the clusters main is rewriting
+    ['256 slots', { capacity: 256, pinned: 40, churn: 150, pDelete: 0.3 }],
+  ];
+  for (const [name, shape] of shapes) {
+    for (const atomicReads of [false, true]) {
+      test(`${name}, atomicReads=${atomicReads}: no wrong values, no misses of stably present keys`, async (t) => {
+        const { stats, ops, moves, seed } = await concurrentRun(shape, atomicReads, 600);
+        t.diagnostic(
+          `seed=${seed} main ops=${ops} moving deletes=${moves}; worker reads=${stats.reads} ` +
+            `(pinned ${stats.pinnedReads}, churn hit/miss ${stats.churnHits}/${stats.churnMisses} ` +
+            `of which stable present/absent ${stats.churnStablePresent}/${stats.churnStableAbsent}, ` +
+            `never-set ${stats.neverReads}) retries=${stats.retries}`,
+        );
+        assert.equal(stats.atomicReads, atomicReads);
+        assert.deepEqual(stats.firstErrors, [], `seed=${seed}`);
+        assert.equal(stats.errors, 0);
+        assert.ok(stats.pinnedReads > 10_000, 'the worker read while main wrote');
+        assert.ok(stats.churnStablePresent > 0 && stats.churnStableAbsent > 0);
+        assert.ok(moves > 1000, `deletes that move entries were exercised (${moves})`);
+      });
+    }
+  }
+});
