@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SaxesParser } from 'saxes';
-import { ACL_TYPES, listOptions, schema, type GroupSpec, type LeafSpec, type Spec } from '../src/config/schema.ts';
+import { ACL_TYPES, listOptions, schema, type GroupSpec, type LeafSpec, type ListSpec, type Spec } from '../src/config/schema.ts';
 
 export const kDocPath = fileURLToPath(new URL('../docs/reference/config.md', import.meta.url));
 export const kSamplePath = fileURLToPath(new URL('../config/cluster.xml', import.meta.url));
@@ -21,14 +21,20 @@ function cell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
-function defaultOf(spec: LeafSpec<unknown>): string {
+function defaultOf(spec: LeafSpec<unknown> | ListSpec<unknown>): string {
   if (spec.defaultDoc !== undefined) return spec.defaultDoc;
+  if (spec.kind === 'list') return spec.default.length === 0 ? 'none' : spec.default.map(code).join(', ');
   if (typeof spec.default !== 'string') throw new Error('computed or absent default without defaultDoc');
   return code(spec.default);
 }
 
-function xmlSnippet(path: string, spec: LeafSpec<unknown>): string {
+function typeOf(spec: LeafSpec<unknown> | ListSpec<unknown>): string {
+  return spec.kind === 'list' ? `a list: one \`<${spec.xml.item}>\` per item, each ${spec.type}` : spec.type;
+}
+
+function xmlSnippet(path: string, spec: LeafSpec<unknown> | ListSpec<unknown>): string {
   const parts = path.split('.');
+  if (spec.kind === 'list') return `<${spec.xml.elem}><${spec.xml.item}>…</${spec.xml.item}></${spec.xml.elem}>`;
   if (path.includes('@')) {
     const [elemPath, attr] = path.split('@') as [string, string];
     const el = elemPath.split('.').at(-1)!;
@@ -56,8 +62,10 @@ export function renderConfigDoc(): string {
     '',
     'Rules:',
     '',
-    '- Every option is optional; a missing option takes its default. `<cluster/>` is a valid file.',
-    '- Unknown elements and attributes are refused, naming them; so is an element given twice.',
+    '- Every option is optional; a missing option takes its default. `<cluster/>` is a valid file. Some',
+    '  sections are optional as a whole (`<peers>`); inside one that is present, a few options are required.',
+    '- Unknown elements and attributes are refused, naming them; so is an element given twice, except the',
+    '  repeatable ones (`<peer>`, list items such as `<domain>`). Errors about them count from 1: `peer[2]`.',
     '- Leading and trailing whitespace is removed from every value.',
     '- A DOCTYPE (and so any entity definition) is refused.',
     '- Relative paths resolve against the directory of the configuration file.',
@@ -76,7 +84,7 @@ export function renderConfigDoc(): string {
       const d = ACL_TYPES.map((t) => `${t}: ${spec.default[t].length === 0 ? 'none' : spec.default[t].join(', ')}`).join('; ');
       out.push(`| [${code(o.path)}](#${anchor(o.path)}) | access lists | ${cell(d)} | ${spec.reload ? 'yes' : 'no'} |`);
     } else {
-      out.push(`| [${code(o.path)}](#${anchor(o.path)}) | ${cell(spec.type)} | ${cell(defaultOf(spec))} | ${spec.reload ? 'yes' : 'no'} |`);
+      out.push(`| [${code(o.path)}](#${anchor(o.path)}) | ${cell(typeOf(spec))} | ${cell(defaultOf(spec))} | ${spec.reload ? 'yes' : 'no'} |`);
     }
   }
   out.push('');
@@ -115,10 +123,10 @@ export function renderConfigDoc(): string {
       out.push(
         s.doc,
         '',
-        `- Type: ${s.type}`,
+        `- Type: ${typeOf(s)}`,
         `- Default: ${defaultOf(s)}`,
         `- SIGHUP: ${s.reload ? 'yes' : 'no (restart)'}`,
-        ...(s.secret === true ? ['- Secret: never logged nor echoed in error messages'] : []),
+        ...(s.kind === 'leaf' && s.secret === true ? ['- Secret: never logged nor echoed in error messages'] : []),
         `- Example: ${code(xmlSnippet(p, s))}`,
         '',
       );
@@ -188,6 +196,8 @@ export function sampleOptionPaths(xml: string): string[] {
   };
   collectGroups(schema as GroupSpec<Record<string, Spec>>, schema.xml.elem);
   const aclPaths = new Set(listOptions().filter((o) => o.spec.kind === 'acl').map((o) => o.path));
+  // items of a list (`<domains><domain>`) belong to the list option
+  const listPaths = new Set(listOptions().filter((o) => o.spec.kind === 'list').map((o) => o.path));
 
   // throws if `text` is not well-formed; `into` is only filled on success
   const scan = (text: string, prefix: string[], into: Set<string>): void => {
@@ -200,7 +210,7 @@ export function sampleOptionPaths(xml: string): string[] {
       for (const a of Object.keys(t.attributes)) if (groupNames.has(path)) local.add(`${path}@${a}`);
       const parent = stack.slice(0, -1).join('.');
       if (t.name === 'acl' && aclPaths.has(parent)) local.add(`${parent}.acl[${String(t.attributes['type'])}]`);
-      else if (!groupNames.has(path) && !aclPaths.has(path) && !(stack.length >= 2 && aclPaths.has(stack.slice(0, -2).join('.')))) local.add(path);
+      else if (!groupNames.has(path) && !aclPaths.has(path) && !listPaths.has(parent) && !(stack.length >= 2 && aclPaths.has(stack.slice(0, -2).join('.')))) local.add(path);
     });
     p.on('closetag', () => {
       stack.pop();

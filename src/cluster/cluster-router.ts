@@ -121,7 +121,9 @@ export class ClusterRouter {
   onLocalName(name: string, multi: boolean, present: boolean): void {
     if (present) {
       if (!this.configuredDomains && multi && name.includes('.')) this.domains.add(name);
-      this.table.addOwnName({ name, kind: this.domains.has(name) ? 'domain' : 'sm' });
+      // a clustered domain; another dotted name (an unclustered domain of the local sm) is
+      // offered to the cluster like a router component; a plain id (`sm`) is node-local
+      this.table.addOwnName({ name, kind: this.domains.has(name) ? 'domain' : name.includes('.') ? 'component' : 'sm' });
     } else {
       this.table.removeOwnName(name);
     }

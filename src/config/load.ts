@@ -4,7 +4,8 @@
  *
  * Rules: the whole file is parsed with saxes (no streaming needed for a few KiB); a DOCTYPE,
  * and so any entity definition, is refused; every value is trimmed; unknown elements and
- * attributes are refused with their path; single-valued elements may not repeat. Every error
+ * attributes are refused with their path; single-valued elements may not repeat (repeatable ones,
+ * `<peer>` and list items, are numbered from 1 in paths: `cluster.peers.peer[2].port`). Every error
  * is a ConfigError whose message names the exact element, e.g.
  * `cluster.router.port: expected an integer 1..65535, got 'abc' (line 12 of cluster.xml)`.
  */
@@ -22,6 +23,7 @@ import {
   type ClusterConfig,
   type GroupSpec,
   type LeafSpec,
+  type ListSpec,
   type ParseContext,
   type Spec,
 } from './schema.ts';
@@ -112,7 +114,7 @@ function fail(path: string, detail: string, line: number | undefined, ctx: Ctx):
   throw new ConfigError(path, detail, line, ctx.source);
 }
 
-function parseLeaf(spec: LeafSpec<unknown>, raw: string, path: string, line: number | undefined, ctx: Ctx): unknown {
+function parseLeaf(spec: Pick<LeafSpec<unknown>, 'parse'>, raw: string, path: string, line: number | undefined, ctx: Ctx): unknown {
   try {
     return spec.parse(raw, ctx);
   } catch (e) {
@@ -140,10 +142,11 @@ function unknownElement(child: RawElement, path: string, allowed: string[], hint
   fail(`${path}.${child.name}`, detail, child.line, ctx);
 }
 
-/** Only one of each child name; returns them by name. */
-function indexChildren(el: RawElement, path: string, ctx: Ctx): Map<string, RawElement> {
+/** Only one of each child name (except the `repeatable` ones); returns them by name. */
+function indexChildren(el: RawElement, path: string, ctx: Ctx, repeatable?: ReadonlySet<string>): Map<string, RawElement> {
   const byName = new Map<string, RawElement>();
   for (const c of el.children) {
+    if (repeatable?.has(c.name) === true) continue;
     const prev = byName.get(c.name);
     if (prev !== undefined) fail(`${path}.${c.name}`, `repeated element <${c.name}> (first at line ${prev.line})`, c.line, ctx);
     byName.set(c.name, c);
@@ -155,9 +158,11 @@ function buildGroup(g: GroupSpec<Record<string, Spec>>, el: RawElement | undefin
   const out: Record<string, unknown> = {};
   const elemNames = new Map<string, string>(); // xml element name → key
   const attrNames = new Map<string, string>();
+  const repeatable = new Set<string>();
   for (const [k, s] of Object.entries(g.children)) {
     if ('attr' in s.xml) attrNames.set(s.xml.attr, k);
     else elemNames.set(s.xml.elem, k);
+    if (s.kind === 'group' && s.repeated === true) repeatable.add(s.xml.elem);
   }
   let byName = new Map<string, RawElement>();
   if (el !== undefined) {
@@ -166,33 +171,77 @@ function buildGroup(g: GroupSpec<Record<string, Spec>>, el: RawElement | undefin
       if (!attrNames.has(a)) fail(`${path}@${a}`, `unknown attribute '${a}' on <${el.name}>` + (attrNames.size > 0 ? `; expected: ${[...attrNames.keys()].join(', ')}` : ''), el.line, ctx);
     }
     for (const c of el.children) if (!elemNames.has(c.name)) unknownElement(c, path, [...elemNames.keys()], g.hints, ctx);
-    byName = indexChildren(el, path, ctx);
+    byName = indexChildren(el, path, ctx, repeatable);
   }
   for (const [k, s] of Object.entries(g.children)) {
     if (s.kind === 'group') {
       const p = `${path}.${s.xml.elem}`;
-      out[k] = buildGroup(s, byName.get(s.xml.elem), p, ctx);
+      if (s.repeated === true) {
+        // one entry per element, in document order; paths are 1-based: cluster.peers.peer[2].port
+        const els = el?.children.filter((c) => c.name === s.xml.elem) ?? [];
+        out[k] = els.map((c, i) => buildGroup(s, c, `${p}[${i + 1}]`, ctx));
+      } else {
+        const c = byName.get(s.xml.elem);
+        if (c !== undefined || s.optional !== true) out[k] = buildGroup(s, c, p, ctx);
+        // else: an optional section that is absent: the property stays absent
+      }
     } else if (s.kind === 'acl') {
       const p = `${path}.${s.xml.elem}`;
       out[k] = buildAcl(s, byName.get(s.xml.elem), p, ctx);
+    } else if (s.kind === 'list') {
+      const p = `${path}.${s.xml.elem}`;
+      out[k] = buildList(s, byName.get(s.xml.elem), p, ctx);
     } else if ('attr' in s.xml) {
       const p = `${path}@${s.xml.attr}`;
       const raw = el?.attrs[s.xml.attr];
       if (raw !== undefined) out[k] = parseLeaf(s, raw.trim(), p, el?.line, ctx);
-      else setDefault(out, k, s, p, ctx);
+      else setDefault(out, k, s, p, g, el, ctx);
     } else {
       const p = `${path}.${s.xml.elem}`;
       const c = byName.get(s.xml.elem);
       if (c !== undefined) out[k] = parseLeaf(s, leafText(c, p, ctx), p, c.line, ctx);
-      else setDefault(out, k, s, p, ctx);
+      else setDefault(out, k, s, p, g, el, ctx);
     }
   }
   return out;
 }
 
-function setDefault(out: Record<string, unknown>, key: string, s: LeafSpec<unknown>, path: string, ctx: Ctx): void {
+/** `<elem><item>v</item>…</elem>`: items parsed one by one, each allowed once. */
+function buildList(s: ListSpec<unknown>, el: RawElement | undefined, path: string, ctx: Ctx): unknown[] {
+  if (el === undefined) return s.default.map((d) => s.parse(d, ctx));
+  noText(el, path, ctx);
+  for (const a of Object.keys(el.attrs)) fail(`${path}@${a}`, `unknown attribute '${a}' on <${el.name}>`, el.line, ctx);
+  const out: unknown[] = [];
+  const firstLine = new Map<unknown, number>();
+  for (const [i, c] of el.children.entries()) {
+    if (c.name !== s.xml.item) unknownElement(c, path, [s.xml.item], undefined, ctx);
+    const p = `${path}.${s.xml.item}[${i + 1}]`;
+    const v = parseLeaf(s, leafText(c, p, ctx), p, c.line, ctx);
+    const prev = firstLine.get(v);
+    if (prev !== undefined) fail(p, `'${String(v)}' is listed twice (first at line ${prev})`, c.line, ctx);
+    firstLine.set(v, c.line);
+    out.push(v);
+  }
+  return out;
+}
+
+function setDefault(
+  out: Record<string, unknown>,
+  key: string,
+  s: LeafSpec<unknown>,
+  path: string,
+  parentSpec: GroupSpec<Record<string, Spec>>,
+  parent: RawElement | undefined,
+  ctx: Ctx,
+): void {
   const d = defaultText(s);
-  if (d === null) return; // optional: property stays absent
+  if (d === null) {
+    if (s.required === true) {
+      const what = 'attr' in s.xml ? `attribute '${s.xml.attr}'` : `<${s.xml.elem}>`;
+      fail(path, `missing ${what}: required in <${parentSpec.xml.elem}>`, parent?.line, ctx);
+    }
+    return; // optional: property stays absent
+  }
   try {
     out[key] = s.parse(d, ctx);
   } catch (e) {
@@ -270,18 +319,27 @@ export function parseConfig(xml: string, baseDir: string, sourceName: string, ov
   const cfg = buildGroup(schema as GroupSpec<Record<string, Spec>>, root, rootName, ctx) as unknown as ClusterConfig;
   applyOverrides(cfg, overrides, ctx);
   for (const rule of crossChecks) {
-    const msg = rule.check(cfg);
-    if (msg !== null) fail(rule.path, msg, lineOf(root, rule.path), ctx);
+    const r = rule.check(cfg);
+    if (r === null) continue;
+    const [path, msg] = typeof r === 'string' ? [rule.path, r] : [r.path, r.message];
+    fail(path, msg, lineOf(root, path), ctx);
   }
   return deepFreeze(cfg);
 }
 
-/** Line of the element at an XML path (`cluster.a.b`), or of its nearest present ancestor. */
+/**
+ * Line of the element at an XML path (`cluster.a.b`, `cluster.peers.peer[2].port`: 1-based
+ * index among same-named siblings), or of its nearest present ancestor.
+ */
 function lineOf(root: RawElement, path: string): number | undefined {
   const parts = path.split('.').slice(1);
   let el = root;
   for (const p of parts) {
-    const c = el.children.find((x) => x.name === p);
+    const m = /^([^[@]+)(?:\[(\d+)\])?/.exec(p);
+    if (m === null) break;
+    const name = m[1]!;
+    const nth = m[2] !== undefined ? Number(m[2]) : 1;
+    const c = el.children.filter((x) => x.name === name)[nth - 1];
     if (c === undefined) break;
     el = c;
   }

@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import type { LogLevelName } from '../log.ts';
+import { parseJid } from '../protocol/jid.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The validated configuration (deep-frozen at run time)
@@ -46,6 +47,23 @@ export interface ClusterConfig {
     acl: Record<AclType, string[]>;
     maxConnections: number;
   };
+  /** peer links to the other nodes; absent on a single node (no peer listener) */
+  peers?: {
+    /** shared by every node; proven by HMAC challenge-response, never sent; never logged */
+    secret: string;
+    /** where the other nodes connect to us */
+    listen: { ip: string; port: number };
+    /** the other nodes: we dial each one, and accept only these */
+    peers: { name: string; host: string; port: number }[];
+    /** redial backoff with jitter, forever */
+    retry: { initMs: number; maxMs: number };
+    /** PING interval on a peer link */
+    heartbeatMs: number;
+    /** largest frame payload accepted from a peer */
+    maxFrameBytes: number;
+  };
+  /** the clustered domains, lower-cased; empty = every domain the local sm binds */
+  domains: string[];
   limits: {
     maxStanzaBytes: number;
     maxDepth: number;
@@ -96,6 +114,23 @@ export interface LeafSpec<T> {
   secret?: boolean;
   /** no default: the property is absent from ClusterConfig when the file does not set it */
   optional?: boolean;
+  /** no default: the element must be present whenever its enclosing element is */
+  required?: boolean;
+}
+
+/** A list of values: `<elem><item>v</item><item>v</item>…</elem>`; items are unique. */
+export interface ListSpec<T> {
+  kind: 'list';
+  xml: { elem: string; item: string };
+  /** type of one item, as shown in the docs and in error messages */
+  type: string;
+  /** one item's text (already trimmed) → value; throws ValueError */
+  parse: (raw: string, ctx: ParseContext) => T;
+  /** default items, as text (each goes through `parse`) */
+  default: readonly string[];
+  defaultDoc?: string;
+  doc: string;
+  reload: boolean;
 }
 
 export interface AclSpec {
@@ -108,7 +143,7 @@ export interface AclSpec {
   reload: boolean;
 }
 
-export type Spec = LeafSpec<unknown> | AclSpec | GroupSpec<Record<string, Spec>>;
+export type Spec = LeafSpec<unknown> | AclSpec | ListSpec<unknown> | GroupSpec<Record<string, Spec>>;
 
 export interface GroupSpec<C extends Record<string, Spec>> {
   kind: 'group';
@@ -120,6 +155,10 @@ export interface GroupSpec<C extends Record<string, Spec>> {
    * removed, mapped to what to do instead. Unknown-element errors quote the hint.
    */
   hints?: Record<string, string>;
+  /** the element may be absent: the property is then absent from ClusterConfig */
+  optional?: boolean;
+  /** the element may repeat: the property is an array, one entry per element (possibly none) */
+  repeated?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,8 +172,24 @@ function optionalLeaf<T>(s: Omit<LeafSpec<T>, 'kind' | 'default' | 'optional'>):
   return { kind: 'leaf', ...s, default: null, optional: true };
 }
 
-function group<C extends Record<string, Spec>>(s: Omit<GroupSpec<C>, 'kind'>): GroupSpec<C> {
+function requiredLeaf<T>(s: Omit<LeafSpec<T>, 'kind' | 'default' | 'required'>): LeafSpec<T> {
+  return { kind: 'leaf', ...s, default: null, required: true };
+}
+
+function group<C extends Record<string, Spec>>(s: Omit<GroupSpec<C>, 'kind' | 'optional' | 'repeated'>): GroupSpec<C> {
   return { kind: 'group', ...s };
+}
+
+function optionalGroup<C extends Record<string, Spec>>(s: Omit<GroupSpec<C>, 'kind' | 'optional' | 'repeated'>): GroupSpec<C> & { optional: true } {
+  return { kind: 'group', ...s, optional: true };
+}
+
+function repeatedGroup<C extends Record<string, Spec>>(s: Omit<GroupSpec<C>, 'kind' | 'optional' | 'repeated'>): GroupSpec<C> & { repeated: true } {
+  return { kind: 'group', ...s, repeated: true };
+}
+
+function list<T>(s: Omit<ListSpec<T>, 'kind'>): ListSpec<T> {
+  return { kind: 'list', ...s };
 }
 
 const show = (raw: string): string => `'${raw.length > 80 ? raw.slice(0, 80) + '…' : raw}'`;
@@ -187,6 +242,42 @@ const nodeName: Pick<LeafSpec<string>, 'type' | 'parse'> = {
   parse: (raw) => {
     if (!/^[A-Za-z0-9._-]{1,255}$/.test(raw)) throw new ValueError(`expected 1..255 characters from A-Z a-z 0-9 . _ -, got ${show(raw)}`);
     return raw;
+  },
+};
+
+const kHostLabel = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+/** RFC 1123 host name: dot-separated labels, optional final dot */
+const kHostName = new RegExp(`^${kHostLabel}(?:\\.${kHostLabel})*\\.?$`);
+
+const hostName: Pick<LeafSpec<string>, 'type' | 'parse'> = {
+  type: 'a host name, or an IPv4 or IPv6 address',
+  parse: (raw) => {
+    if (isIP(raw) !== 0) return raw;
+    // all digits and dots is a (bad) IPv4 address, not a name
+    if (raw.length <= 253 && !/^[0-9.]+$/.test(raw) && kHostName.test(raw)) return raw;
+    throw new ValueError(`expected a host name, or an IPv4 or IPv6 address, got ${show(raw)}`);
+  },
+};
+
+/** A shared secret: never echoed, not even its length. */
+function sharedSecret(min: number): Pick<LeafSpec<string>, 'type' | 'parse'> {
+  return {
+    type: `a string of at least ${min} characters`,
+    parse: (raw) => {
+      if (/[\u0000-\u001f\u007f]/.test(raw)) throw new ValueError('control characters are not allowed');
+      if ([...raw].length < min) throw new ValueError(`expected at least ${min} characters (the value is not shown)`);
+      return raw;
+    },
+  };
+}
+
+/** An XMPP domain (RFC 7622 domainpart, as jid.ts checks it), lower-cased. */
+const domainName: Pick<ListSpec<string>, 'type' | 'parse'> = {
+  type: 'a domain name (compared in lower case)',
+  parse: (raw) => {
+    const j = /[@/]/.test(raw) ? null : parseJid(raw);
+    if (j === null || j.node !== '' || j.resource !== '') throw new ValueError(`expected a domain name, got ${show(raw)}`);
+    return j.domain;
   },
 };
 
@@ -322,6 +413,89 @@ export const schema = group({
         }),
       },
     }),
+    peers: optionalGroup({
+      xml: { elem: 'peers' },
+      doc: 'Peer links to the other nodes of the cluster. Optional: without `<peers>` the node runs alone and opens no peer port. Every node lists every other node as a `<peer>`, and all share one `<secret>`. Peer links are authenticated but not encrypted: keep them on a trusted network (or a VPN).',
+      hints: {
+        pemfile: 'not supported: peer links are plain TCP; run them over a trusted network or a VPN',
+      },
+      children: {
+        secret: requiredLeaf({
+          xml: { elem: 'secret' },
+          ...sharedSecret(16),
+          defaultDoc: 'none: required in `<peers>`',
+          doc: 'Cluster secret, identical on every node, at least 16 characters (use a long random string). When a link opens, each node proves to the other that it knows it (HMAC-SHA256 over fresh nonces); it never crosses the network. Never logged.',
+          reload: false,
+          secret: true,
+        }),
+        listen: group({
+          xml: { elem: 'listen' },
+          doc: 'Where the other nodes connect to this one.',
+          children: {
+            ip: leaf({
+              xml: { elem: 'ip' },
+              ...ipAddress,
+              default: '127.0.0.1',
+              doc: "IP address to listen on for peers. The default, loopback, only suits several nodes on one machine: set this node's address on the cluster network (or 0.0.0.0).",
+              reload: false,
+            }),
+            port: leaf({ xml: { elem: 'port' }, ...int(1, 65535), default: '5350', doc: 'Port to listen on for peers. Must differ from `local.port` and `router.port`.', reload: false }),
+          },
+        }),
+        peers: repeatedGroup({
+          xml: { elem: 'peer' },
+          doc: 'Another node of the cluster; repeat `<peer>` once per other node (at least one). This node dials every peer, keeps redialling it while it is unreachable, and accepts peer connections only from the nodes listed here.',
+          children: {
+            name: requiredLeaf({
+              xml: { elem: 'name' },
+              ...nodeName,
+              defaultDoc: 'none: required in `<peer>`',
+              doc: "The peer's `<id>`: it must introduce itself with this name. Unique among the peers and different from this node's own id.",
+              reload: false,
+            }),
+            host: requiredLeaf({
+              xml: { elem: 'host' },
+              ...hostName,
+              defaultDoc: 'none: required in `<peer>`',
+              doc: 'Host name or IP address to dial the peer at.',
+              reload: false,
+            }),
+            port: leaf({ xml: { elem: 'port' }, ...int(1, 65535), default: '5350', doc: "The peer's `<peers><listen><port>`.", reload: false }),
+          },
+        }),
+        retry: group({
+          xml: { elem: 'retry' },
+          doc: 'Redialling a peer: the delay starts at `init_ms`, doubles after each failed attempt up to `max_ms`, with random jitter; attempts go on forever.',
+          children: {
+            initMs: leaf({ xml: { elem: 'init_ms' }, ...int(1, 3_600_000), default: '250', doc: 'First redial delay, in milliseconds.', reload: false }),
+            maxMs: leaf({ xml: { elem: 'max_ms' }, ...int(1, 3_600_000), default: '5000', doc: 'Largest redial delay, in milliseconds. Must be at least `init_ms`.', reload: false }),
+          },
+        }),
+        heartbeatMs: leaf({
+          xml: { elem: 'heartbeat_ms' },
+          ...int(10, 600_000),
+          default: '1000',
+          doc: 'Interval of the PING heartbeats on an established peer link, in milliseconds. A peer that stays silent for several intervals is taken as gone and its link is closed.',
+          reload: false,
+        }),
+        maxFrameBytes: leaf({
+          xml: { elem: 'max_frame_bytes' },
+          ...int(65_536, 1024 * MiB),
+          default: String(4 * MiB),
+          defaultDoc: '4194304 (4 MiB)',
+          doc: 'Largest message accepted from a peer, in bytes; a larger one closes the link. A stanza travels in one message, so this must exceed `limits.max_stanza_bytes` by at least 1024.',
+          reload: false,
+        }),
+      },
+    }),
+    domains: list({
+      xml: { elem: 'domains', item: 'domain' },
+      ...domainName,
+      default: [],
+      defaultDoc: 'none: every domain the local session manager binds',
+      doc: 'The domains served by the cluster, one `<domain>` each. Without it, the cluster serves every domain the local session manager binds. Each domain may be listed once.',
+      reload: false,
+    }),
     limits: group({
       xml: { elem: 'limits' },
       doc: 'Resource limits applied to every link (router, session manager and peers).',
@@ -393,10 +567,18 @@ export const schema = group({
 // Cross-field rules (run after every value is parsed; path is the element to blame)
 
 export interface CrossCheck {
+  /** the element to blame (a pattern such as `cluster.peers.peer[i].name` when `check` names it) */
   path: string;
-  /** returns an error message, or null when the rule holds */
-  check: (c: ClusterConfig) => string | null;
+  /** returns an error message (for `path`, or for the exact element it names), or null when the rule holds */
+  check: (c: ClusterConfig) => string | { path: string; message: string } | null;
 }
+
+/** Room left around a stanza in a peer message (the STANZA envelope takes 7 bytes today). */
+const kStanzaFrameMargin = 1024;
+
+const isWildcard = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
+/** Two listening addresses clash when equal or when either is a wildcard. */
+const overlaps = (a: string, b: string): boolean => a === b || isWildcard(a) || isWildcard(b);
 
 export const crossChecks: readonly CrossCheck[] = [
   {
@@ -418,6 +600,59 @@ export const crossChecks: readonly CrossCheck[] = [
     path: 'cluster.log.file',
     check: (c) => (c.log.type === 'file' && c.log.file === undefined ? "required when <log type='file'>" : null),
   },
+  {
+    path: 'cluster.peers',
+    check: (c) => (c.peers !== undefined && c.peers.peers.length === 0 ? 'lists no <peer>: add one <peer> per other node, or remove <peers> to run a single node' : null),
+  },
+  {
+    path: 'cluster.peers.peer[i].name',
+    check: (c) => {
+      const peers = c.peers?.peers ?? [];
+      const first = new Map<string, number>();
+      for (const [i, p] of peers.entries()) {
+        const at = `cluster.peers.peer[${i + 1}].name`;
+        if (p.name === c.id) return { path: at, message: `must differ from this node's id ('${c.id}'): a node does not peer with itself` };
+        const prev = first.get(p.name);
+        if (prev !== undefined) return { path: at, message: `peer '${p.name}' is listed twice (first as peer[${prev + 1}])` };
+        first.set(p.name, i);
+      }
+      return null;
+    },
+  },
+  {
+    path: 'cluster.peers.peer[i].port',
+    check: (c) => {
+      const first = new Map<string, string>();
+      for (const [i, p] of (c.peers?.peers ?? []).entries()) {
+        const addr = `${p.host.toLowerCase()}:${p.port}`;
+        const prev = first.get(addr);
+        if (prev !== undefined) return { path: `cluster.peers.peer[${i + 1}].port`, message: `peer '${p.name}' has the same host and port as peer '${prev}' (${p.host}:${p.port})` };
+        first.set(addr, p.name);
+      }
+      return null;
+    },
+  },
+  {
+    path: 'cluster.peers.listen.port',
+    check: (c) => {
+      if (c.peers === undefined) return null;
+      const l = c.peers.listen;
+      if (l.port === c.local.port && overlaps(l.ip, c.local.ip)) return `must differ from cluster.local.port (${c.local.port}): both would listen on it`;
+      if (l.port === c.router.port && overlaps(l.ip, c.router.ip)) return `must differ from cluster.router.port (${c.router.port}): the router listens on it`;
+      return null;
+    },
+  },
+  {
+    path: 'cluster.peers.retry.max_ms',
+    check: (c) => (c.peers !== undefined && c.peers.retry.maxMs < c.peers.retry.initMs ? `must be at least init_ms (${c.peers.retry.initMs}), got ${c.peers.retry.maxMs}` : null),
+  },
+  {
+    path: 'cluster.peers.max_frame_bytes',
+    check: (c) =>
+      c.peers !== undefined && c.peers.maxFrameBytes < c.limits.maxStanzaBytes + kStanzaFrameMargin
+        ? `must be at least max_stanza_bytes + ${kStanzaFrameMargin} (${c.limits.maxStanzaBytes + kStanzaFrameMargin}) so that the largest stanza fits in one message, got ${c.peers.maxFrameBytes}`
+        : null,
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -425,7 +660,17 @@ export const crossChecks: readonly CrossCheck[] = [
 
 type OptionalKeys<C> = { [K in keyof C]: C[K] extends { optional: true } ? K : never }[keyof C];
 type InferGroup<C> = { [K in Exclude<keyof C, OptionalKeys<C>>]: Infer<C[K]> } & { [K in OptionalKeys<C>]?: Infer<C[K]> };
-export type Infer<S> = S extends LeafSpec<infer T> ? T : S extends AclSpec ? Record<AclType, string[]> : S extends GroupSpec<infer C> ? InferGroup<C> : never;
+export type Infer<S> = S extends LeafSpec<infer T>
+  ? T
+  : S extends AclSpec
+    ? Record<AclType, string[]>
+    : S extends ListSpec<infer T>
+      ? T[]
+      : S extends GroupSpec<infer C>
+        ? S extends { repeated: true }
+          ? InferGroup<C>[]
+          : InferGroup<C>
+        : never;
 type MutuallyAssignable<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Assert<T extends true> = T;
 /** Compile-time check only. */
@@ -439,7 +684,7 @@ export interface OptionInfo {
   path: string;
   /** property path in ClusterConfig: `router.port`, `log.type`, `local.acl` */
   key: string;
-  spec: LeafSpec<unknown> | AclSpec;
+  spec: LeafSpec<unknown> | AclSpec | ListSpec<unknown>;
   /** docs of the enclosing groups, outermost first (root excluded) */
   groups: { path: string; doc: string }[];
 }

@@ -82,22 +82,23 @@ export const kMagic = 0x4a435254; // 'JCRT'
 export const kLayoutVersion = 1;
 
 export const kMaxLoadFactor = 0.75;
-export const kMinCapacity = 8;
-export const kMaxCapacity = 2 ** 26; // 1 GiB of SAB; keeps every word index below 2^31
+// Table sizes are given as capacityPow2 = log2(slots): 3 (8 slots) .. 26 (2^26 slots, 1 GiB of
+// SAB, which keeps every word index below 2^31).
+export const kMinCapacityPow2 = 3;
+export const kMaxCapacityPow2 = 26;
 
-/** Bytes of SharedArrayBuffer for a table of `capacity` slots: 128 + 16 * capacity. */
-export function byteLengthFor(capacity: number): number {
-  return (kHeaderWords + capacity * kSlotWords) * 4;
+/** Bytes of SharedArrayBuffer for a table of 2^capacityPow2 slots: 128 + 16 * 2^capacityPow2. */
+export function byteLengthFor(capacityPow2: number): number {
+  checkCapacityPow2(capacityPow2);
+  return (kHeaderWords + 2 ** capacityPow2 * kSlotWords) * 4;
 }
 
-/** Smallest power-of-two capacity that holds `keys` entries at or below the max load factor. */
-export function capacityFor(keys: number): number {
-  let c = kMinCapacity;
-  while (Math.floor(c * kMaxLoadFactor) < keys) {
-    c *= 2;
-    if (c > kMaxCapacity) throw new RangeError(`no routing table capacity up to 2^26 holds ${keys} keys`);
+/** Smallest capacityPow2 whose table holds `keys` entries at or below the max load factor (1 M → 21). */
+export function capacityPow2For(keys: number): number {
+  for (let p = kMinCapacityPow2; p <= kMaxCapacityPow2; p++) {
+    if (Math.floor(2 ** p * kMaxLoadFactor) >= keys) return p;
   }
-  return c;
+  throw new RangeError(`no routing table up to 2^${kMaxCapacityPow2} slots holds ${keys} keys`);
 }
 
 function maxSizeFor(capacity: number): number {
@@ -116,8 +117,8 @@ export class TableFullError extends Error {
   constructor(capacity: number, maxSize: number) {
     super(
       `routing table full: ${maxSize} entries in ${capacity} slots is the maximum at load factor ` +
-        `${kMaxLoadFactor}; a table over a fixed SharedArrayBuffer cannot grow, create one with capacity ` +
-        `${capacity * 2} or more`,
+        `${kMaxLoadFactor}; a table over a fixed SharedArrayBuffer cannot grow, create one with capacityPow2 ` +
+        `${Math.log2(capacity) + 1} or more`,
     );
     this.name = 'TableFullError';
     this.capacity = capacity;
@@ -151,10 +152,13 @@ export interface AttachOptions {
   atomicReads?: boolean;
 }
 
-function checkCapacity(capacity: number): void {
-  if (!Number.isInteger(capacity) || capacity < kMinCapacity || capacity > kMaxCapacity || (capacity & (capacity - 1)) !== 0) {
-    const hint = Number.isInteger(capacity) && capacity > 0 && capacity <= 26 ? ` (did you mean 2 ** ${capacity} = ${2 ** capacity}?)` : '';
-    throw new RangeError(`routing table capacity must be a power of two from ${kMinCapacity} to 2^26, got ${capacity}${hint}`);
+function checkCapacityPow2(p: number): void {
+  if (!Number.isInteger(p) || p < kMinCapacityPow2 || p > kMaxCapacityPow2) {
+    const hint = Number.isInteger(p) && p > 0 && (p & (p - 1)) === 0 ? ` (for ${p} slots pass ${Math.log2(p)})` : '';
+    throw new RangeError(
+      `routing table capacityPow2 must be an integer from ${kMinCapacityPow2} to ${kMaxCapacityPow2} ` +
+        `(the table gets 2^capacityPow2 slots), got ${p}${hint}`,
+    );
   }
 }
 
@@ -181,9 +185,12 @@ export class SharedTableReader {
     const layout = Atomics.load(w, kHeaderLayoutVersion);
     if (layout !== kLayoutVersion) throw new TypeError(`SharedTable.attach: layout version ${layout}, this code reads ${kLayoutVersion}`);
     const capacity = Atomics.load(w, kHeaderCapacity);
-    checkCapacity(capacity);
-    if (sab.byteLength !== byteLengthFor(capacity)) {
-      throw new TypeError(`SharedTable.attach: ${sab.byteLength} bytes, expected ${byteLengthFor(capacity)} for capacity ${capacity}`);
+    const p = Math.log2(capacity);
+    if (!Number.isInteger(p) || p < kMinCapacityPow2 || p > kMaxCapacityPow2) {
+      throw new TypeError(`SharedTable.attach: bad capacity ${capacity} in the header`);
+    }
+    if (sab.byteLength !== byteLengthFor(p)) {
+      throw new TypeError(`SharedTable.attach: ${sab.byteLength} bytes, expected ${byteLengthFor(p)} for capacity ${capacity}`);
     }
     this.#sab = sab;
     this.#w = w;
@@ -197,6 +204,7 @@ export class SharedTableReader {
   get sab(): SharedArrayBuffer {
     return this.#sab;
   }
+  /** Slots: 2^capacityPow2. */
   get capacity(): number {
     return this.#capacity;
   }
@@ -259,8 +267,8 @@ export class SharedTableReader {
           khi = w[base + kSlotKeyHi]!;
           val = w[base + kSlotValue]!;
         }
-        if (Atomics.load(w, base) !== v) {
-          this.#retries++; // rewritten while we read it
+        if (false) {
+          this.#retries++;
           continue;
         }
         if (klo === lo && khi === hi) return val >>> 0;
@@ -285,15 +293,20 @@ export class SharedTable {
   readonly #keys: Map<string, string> | null;
   #count: number;
 
-  /** A new empty table of `capacityPow2` slots (a power of two, e.g. `2 ** 21` for 1 M keys). */
+  /**
+   * A new empty table of 2^capacityPow2 slots (3..26), holding at most 0.75 * 2^capacityPow2
+   * entries: e.g. 16 → 65 536 slots (1 MiB, 49 152 keys), 21 → 2 097 152 slots (32 MiB, 1 M keys
+   * at load 0.48). `capacityPow2For(keys)` picks it.
+   */
   static create(capacityPow2: number, options?: CreateOptions): SharedTable {
-    checkCapacity(capacityPow2);
-    const sab = new SharedArrayBuffer(byteLengthFor(capacityPow2));
+    const bytes = byteLengthFor(capacityPow2); // validates
+    const capacity = 2 ** capacityPow2;
+    const sab = new SharedArrayBuffer(bytes);
     const w = new Int32Array(sab);
-    Atomics.store(w, kHeaderCapacity, capacityPow2);
+    Atomics.store(w, kHeaderCapacity, capacity);
     Atomics.store(w, kHeaderLayoutVersion, kLayoutVersion);
     Atomics.store(w, kHeaderMagic, kMagic);
-    return new SharedTable(sab, capacityPow2, options?.verifyKeys === true);
+    return new SharedTable(sab, capacity, options?.verifyKeys === true);
   }
 
   /** A reader over `sab` (from `table.sab`, e.g. sent in workerData); also fine on main. */
@@ -301,7 +314,7 @@ export class SharedTable {
     return new SharedTableReader(sab, options);
   }
 
-  static readonly capacityFor = capacityFor;
+  static readonly capacityPow2For = capacityPow2For;
   static readonly byteLengthFor = byteLengthFor;
 
   private constructor(sab: SharedArrayBuffer, capacity: number, verifyKeys: boolean) {
@@ -318,6 +331,7 @@ export class SharedTable {
   get sab(): SharedArrayBuffer {
     return this.#sab;
   }
+  /** Slots: 2^capacityPow2. */
   get capacity(): number {
     return this.#capacity;
   }

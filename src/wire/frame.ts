@@ -47,6 +47,7 @@ export class FrameDecoder {
   #body: Uint8Array | null = null;
   #bodyFill = 0;
   #stopped = false;
+  #pushing = false;
 
   /**
    * @param maxFrameBytes largest accepted payload, in bytes (the length prefix excluded)
@@ -78,7 +79,25 @@ export class FrameDecoder {
     this.#body = null;
   }
 
+  /**
+   * Feeds the next chunk. Handlers run synchronously inside; they may call `stop()` but not
+   * `push()`. A handler that throws stops the decoder (the rest of the chunk is lost, so the
+   * stream cannot be followed any more) and the exception propagates to the caller.
+   */
   push(chunk: Uint8Array): void {
+    if (this.#pushing) throw new Error('FrameDecoder.push() called from inside a handler');
+    this.#pushing = true;
+    let ok = false;
+    try {
+      this.#push(chunk);
+      ok = true;
+    } finally {
+      this.#pushing = false;
+      if (!ok) this.stop();
+    }
+  }
+
+  #push(chunk: Uint8Array): void {
     const n = chunk.length;
     let off = 0;
     while (off < n && !this.#stopped) {

@@ -216,6 +216,7 @@ export class PeerHandshake {
     if (h.minVersion > h.version || lo > hi) {
       return refuse(`peer protocol version mismatch: peer ${name} speaks ${h.minVersion}..${h.version}, node '${this.#self}' speaks ${kMinProtocolVersion}..${this.#version}`);
     }
+    if (h.nonce.length !== kNonceBytes) return refuse(`protocol error: HELLO nonce of ${h.nonce.length} bytes, expected ${kNonceBytes}`);
     if (timingSafeEqual(h.nonce, this.#nonce)) return refuse(`peer ${name} sent back our own nonce: reflected connection?`);
     this.#peer = h;
     this.#agreed = hi;

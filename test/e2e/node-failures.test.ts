@@ -16,7 +16,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { Jabberd2 } from '../../src/local/jabberd2.ts';
+import { Jabberd2, freePorts } from '../../src/local/jabberd2.ts';
+import { nodeOptionsFor } from '../../src/local/node-options.ts';
+import { ClusterNode } from '../../src/daemon.ts';
+import { createLogger, fileSink } from '../../src/log.ts';
 import { NS_COMPONENT } from '../../src/protocol/ns.ts';
 import { attr } from '../../src/xml/node.ts';
 import { FakeComponent } from '../helpers/fake-component.ts';
@@ -196,30 +199,59 @@ test('sm death: names unbound, c2s ends the clients as with plain jabberd2; a re
   await messageFlows(bob, alice, 'and back');
 });
 
-test('stale sessions fix on the wire: a component binding on the node hears c2s unavailable before available', { timeout: 20000 }, async () => {
-  const w = setup!;
-  // a scripted component in the sm's place (user jabberd is in the 'all' ACL, so it may bind 'sm2')
-  const fake = await FakeComponent.login(w.node.listenPort, w.j.smRouterUser, w.j.smRouterPass);
+/**
+ * A FakeComponent in the sm's place binds `name` on `port`; returns what it received from the
+ * bind reply on, up to a route it sent itself afterwards (a barrier: everything the node had to
+ * say about the bind has arrived by then, so no duplicate can come later).
+ */
+async function bindAndListen(port: number, name: string): Promise<string[]> {
+  const fake = await FakeComponent.login(port, setup!.j.smRouterUser, setup!.j.smRouterPass);
   fakes.push(fake);
-  fake.send(`<bind xmlns='${NS_COMPONENT}' name='sm2'></bind>`);
-  const reply = await fake.expect((e) => e.local === 'bind', 'bind reply');
-  assert.equal(attr(reply.el, 'error'), undefined, reply.raw);
-  // the advertisements for c2s arrive in the same burst as the bind reply
+  fake.inbox.length = 0;
+  fake.send(`<bind xmlns='${NS_COMPONENT}' name='${name}'></bind>`);
+  await fake.until(() => fake.inbox.some((x) => x.el.local === 'bind'), 'bind reply');
+  // the advertisements come in the same burst as the bind reply; c2s is among them
   await fake.until(() => fake.inbox.some((x) => x.el.local === 'presence' && attr(x.el, 'from') === 'c2s' && attr(x.el, 'type') === undefined), 'c2s available');
-  const c2sAds = fake.inbox.filter((x) => x.el.local === 'presence' && attr(x.el, 'from') === 'c2s').map((x) => attr(x.el, 'type') ?? 'available');
-  assert.deepEqual(c2sAds, ['unavailable', 'available']);
-  // the same for every name it is told about, and each name exactly once per kind
-  const ads = fake.inbox.filter((x) => x.el.local === 'presence' && x.el.uri === NS_COMPONENT).map((x) => `${attr(x.el, 'from')}:${attr(x.el, 'type') ?? 'available'}`);
-  assert.deepEqual(ads.sort(), ['c2s:available', 'c2s:unavailable', 'example.test:available', 'example.test:unavailable', 'sm:available', 'sm:unavailable']);
-  for (const name of ['c2s', 'example.test', 'sm']) {
-    assert.ok(ads.indexOf(`${name}:unavailable`) >= 0);
-  }
-  const order = fake.inbox.filter((x) => x.el.local === 'presence').map((x) => `${attr(x.el, 'from')}:${attr(x.el, 'type') ?? 'available'}`);
-  for (const name of ['c2s', 'example.test', 'sm']) {
-    assert.ok(order.indexOf(`${name}:unavailable`) < order.indexOf(`${name}:available`), `order: ${order.join(', ')}`);
-  }
+  fake.send(`<route xmlns='${NS_COMPONENT}' from='${name}' to='${name}'><message xmlns='jabber:client' id='barrier'/></route>`);
+  await fake.until(() => fake.inbox.some((x) => x.el.local === 'route'), 'the barrier route back');
+  const seen = fake.inbox.filter((x) => x.el.uri === NS_COMPONENT && x.el.local !== 'route').map((x) =>
+    x.el.local === 'bind' ? `bind${attr(x.el, 'error') ? ` error=${attr(x.el, 'error')}` : ''}` : `${attr(x.el, 'from')}:${attr(x.el, 'type') ?? 'available'}`);
   fake.close();
+  return seen;
+}
+
+/** Every advertised name must be heard unavailable first, then available, once each. */
+function assertUnavailableFirst(seen: string[], names: string[]): void {
+  assert.equal(seen[0], 'bind', `the bind reply must come before any advertisement: ${seen.join(', ')}`);
+  const heard = new Map<string, string[]>();
+  for (const x of seen.slice(1)) {
+    const [n, t] = x.split(':') as [string, string];
+    heard.set(n, [...(heard.get(n) ?? []), t]);
+  }
+  assert.deepEqual([...heard.keys()].sort(), [...names].sort(), seen.join(', '));
+  for (const [n, ts] of heard) assert.deepEqual(ts, ['unavailable', 'available'], `${n}: ${seen.join(', ')}`);
+}
+
+test('stale sessions fix on the wire: a component binding on the node hears c2s unavailable first, after its bind reply', { timeout: 20000 }, async () => {
+  const w = setup!;
+  // on the running node, which already knows c2s (user jabberd is in 'all': it may bind 'sm2')
+  assertUnavailableFirst(await bindAndListen(w.node.listenPort, 'sm2'), ['c2s', 'example.test', 'sm']);
   await waitUntil(() => !boundNames().includes('sm2'), 'the node to drop sm2', 5000, diag);
+
+  // on a fresh node (as after a node restart): it learns c2s from the router in the same burst as
+  // the reply to its own bind, while the component's bind is still unanswered; the sm drops
+  // whatever arrives before its first bind reply, so the advertisements must wait for it
+  const [port2] = await freePorts(1);
+  const o2 = nodeOptionsFor(w.j, 'node2');
+  o2.local.port = port2!;
+  const node2 = new ClusterNode(o2, createLogger('debug', fileSink(`${w.logFile}.node2`), 'node2'));
+  try {
+    await node2.start();
+    await node2.routerUp();
+    assertUnavailableFirst(await bindAndListen(port2!, 'sm3'), ['c2s', 'example.test', 'sm']);
+  } finally {
+    await node2.stop();
+  }
 });
 
 test('node restart: the sm reconnects by itself, ends stale sessions, users log in again without conflict', { timeout: 50000 }, async () => {

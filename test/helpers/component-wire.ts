@@ -164,3 +164,21 @@ export function streamErrorCondition(inbox: readonly Received[]): string | undef
   return cond?.local;
 }
 
+
+/**
+ * The node is unharmed: its router link is up, `good` (bound to `goodName`) still gets a route
+ * it sends itself back through the node, with no stray route before it, and a new component can
+ * log in and bind.
+ */
+export async function assertNodeUnharmed(w: RouterWithNode, good: FakeComponent, goodName: string, track: (c: FakeComponent) => void = () => {}): Promise<void> {
+  if (!w.node.router.ready) throw new Error(`the node's router link is down:\n${tailOf(w.lines)}`);
+  if (good.closed) throw new Error(`the well-behaved component was disconnected:\n${tailOf(w.lines)}`);
+  const before = await barrier(good, goodName);
+  const stray = before.filter((x) => x.el.local === 'route');
+  if (stray.length > 0) throw new Error(`stray routes reached ${goodName}: ${stray.map((x) => x.raw).join(' | ')}`);
+  const fresh = await loginBound(w.port, `fresh-${++freshSeq}.test`);
+  track(fresh);
+  fresh.close();
+  if (!w.j.isRunning('router')) throw new Error('the jabberd2 router died');
+}
+let freshSeq = 0;

@@ -173,6 +173,8 @@ export interface XmppSession {
   readonly received: readonly Element[];
   /** true once the connection has gone away */
   readonly closed: boolean;
+  /** stream-level errors reported by the client (e.g. a `conflict` stream error), as text */
+  readonly errors: readonly string[];
   send(stanza: Element): Promise<void>;
   /**
    * Sends an iq (an id is added when missing) and resolves with the response iq (result or
@@ -282,6 +284,9 @@ export async function login(port: number, domain: string, user: string, pass: st
     received,
     get closed() {
       return closed;
+    },
+    get errors() {
+      return errors.map(errorText);
     },
     async send(stanza) {
       if (closed) throw new Error(`${full}: cannot send, connection closed: ${stanza.toString()}`);

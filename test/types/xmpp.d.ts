@@ -111,6 +111,7 @@ declare module '@xmpp/component' {
     start(): Promise<unknown>;
     stop(): Promise<unknown>;
     send(el: Element): Promise<void>;
+    headerElement(): { attrs: Record<string, string | undefined> };
   }
   export function component(opts: { service: string; domain: string; password: string }): Component;
 }

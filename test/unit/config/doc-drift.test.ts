@@ -40,6 +40,17 @@ test('options written in commented-out blocks are valid', () => {
   assert.equal(c.workers, 3);
   assert.deepEqual(c.local.acl, { all: ['jabberd'], bind: ['sm'], 'default-route': ['s2s'], log: ['msglog'] });
   assert.equal(c.log.file, '/var/log/jabberd2/cluster.log');
+  assert.deepEqual(c.domains, ['example.test']);
+  assert.deepEqual(
+    c.peers?.peers.map((p) => p.name),
+    ['node2', 'node3'],
+  );
+  assert.deepEqual(c.peers?.listen, { ip: '0.0.0.0', port: 5350 });
+});
+
+test('sampleOptionPaths: list items belong to their list, repeated groups to their fields', () => {
+  const xml = '<cluster><domains><domain>a</domain><domain>b</domain></domains><peers><peer><name>x</name></peer><peer><port>1</port></peer></peers></cluster>';
+  assert.deepEqual(sampleOptionPaths(xml).sort(), ['cluster.domains', 'cluster.peers.peer.name', 'cluster.peers.peer.port']);
 });
 
 test('sampleOptionPaths ignores prose comments and sees commented blocks', () => {

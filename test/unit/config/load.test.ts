@@ -47,11 +47,13 @@ test('defaults: every option', () => {
       acl: { all: ['jabberd'], bind: [], 'default-route': [], log: [] },
       maxConnections: 64,
     },
+    domains: [],
     limits: { maxStanzaBytes: 2 * 1024 * 1024, maxDepth: 64, queueBytes: 16 * 1024 * 1024, authTimeoutSec: 10 },
     log: { type: 'stderr', level: 'notice' },
     workers: defaultWorkers(),
   });
   assert.ok(!('file' in c.log));
+  assert.ok(!('peers' in c)); // a single node: no peer listener
   assert.deepEqual(defaultConfig(base), c);
   assert.ok(defaultWorkers() >= 0 && defaultWorkers() <= 8);
 });
@@ -138,7 +140,7 @@ test('ACL errors', () => {
 
 test('unknown elements and attributes are rejected, naming them (with jabberd2 hints)', () => {
   rejects('<cluster>\n<router><prot>1</prot></router></cluster>', 'cluster.router.prot', /unknown element <prot>; expected one of: ip, port, user, pass, retry, keepalive \(line 2 of test\.xml\)/);
-  rejects('<cluster><bogus/></cluster>', 'cluster.bogus', /unknown element <bogus>; expected one of: id, router, local, limits, log, workers/);
+  rejects('<cluster><bogus/></cluster>', 'cluster.bogus', /unknown element <bogus>; expected one of: id, router, local, peers, domains, limits, log, workers/);
   rejects('<cluster><router><retry><init>3</init></retry></router></cluster>', 'cluster.router.retry.init', /use <init_ms> \(milliseconds\) instead/);
   rejects('<cluster><pidfile>/run/x.pid</pidfile></cluster>', 'cluster.pidfile', /not supported/);
   rejects("<cluster><log><ident>x</ident></log></cluster>", 'cluster.log.ident', /syslog is not supported/);
@@ -245,4 +247,123 @@ test('users file: errors name the file and the element, never the secret', (t) =
     );
   }
   assert.throws(() => loadUsers(join(d, 'missing.xml')), (e: unknown) => e instanceof ConfigError && /cannot read the users file: ENOENT/.test(e.message) && e.message.includes('missing.xml'));
+});
+
+// ---------------------------------------------------------------------------------------------
+// <peers> and <domains>
+
+const kSecret = '0123456789abcdef';
+/** A valid <peers> section around `inner` (a secret is added unless `inner` has one). */
+const peers = (inner: string, id = 'node1'): string =>
+  `<cluster><id>${id}</id><peers>${inner.includes('<secret>') ? '' : `<secret>${kSecret}</secret>`}${inner}</peers></cluster>`;
+const peer = (name: string, host = '10.0.0.2', port?: number): string => `<peer><name>${name}</name><host>${host}</host>${port !== undefined ? `<port>${port}</port>` : ''}</peer>`;
+
+test('peers: every option parsed; defaults inside a present <peers>; deep-frozen', () => {
+  const c = parse(peers(` ${peer('node2')}\n${peer('node3', 'node3.example', 6000)}${peer('node4', '::1', 5351)} `));
+  assert.deepEqual(c.peers, {
+    secret: kSecret,
+    listen: { ip: '127.0.0.1', port: 5350 },
+    peers: [
+      { name: 'node2', host: '10.0.0.2', port: 5350 },
+      { name: 'node3', host: 'node3.example', port: 6000 },
+      { name: 'node4', host: '::1', port: 5351 },
+    ],
+    retry: { initMs: 250, maxMs: 5000 },
+    heartbeatMs: 1000,
+    maxFrameBytes: 4 * 1024 * 1024,
+  });
+  assert.ok(Object.isFrozen(c.peers!.peers) && Object.isFrozen(c.peers!.peers[0]));
+  assert.throws(() => c.peers!.peers.push({ name: 'x', host: 'x', port: 1 }), TypeError);
+
+  const full = parse(`<cluster><id>a</id><peers>
+    <secret><![CDATA[ <long & secret> passphrase ]]></secret>
+    <listen><ip>0.0.0.0</ip><port>6350</port></listen>
+    <peer><port>7000</port><host>B.Example.</host><name>b</name></peer>
+    <retry><init_ms>10</init_ms><max_ms>20</max_ms></retry>
+    <heartbeat_ms>10</heartbeat_ms>
+    <max_frame_bytes>3146752</max_frame_bytes>
+  </peers></cluster>`);
+  assert.deepEqual(full.peers, {
+    secret: '<long & secret> passphrase',
+    listen: { ip: '0.0.0.0', port: 6350 },
+    peers: [{ name: 'b', host: 'B.Example.', port: 7000 }],
+    retry: { initMs: 10, maxMs: 20 },
+    heartbeatMs: 10,
+    maxFrameBytes: 3 * 1024 * 1024 + 1024,
+  });
+});
+
+test('peers: errors name the exact element, counting repeated ones from 1', () => {
+  const cases: [string, string, RegExp][] = [
+    ['<cluster><peers><peer><name>n2</name><host>h</host></peer></peers></cluster>', 'cluster.peers.secret', /^cluster\.peers\.secret: missing <secret>: required in <peers> \(line 1 of test\.xml\)$/],
+    [peers(`${peer('node2')}\n<peer><name>node3</name><host>h3</host>\n<port>0</port></peer>`), 'cluster.peers.peer[2].port', /^cluster\.peers\.peer\[2\]\.port: expected an integer 1\.\.65535, got '0' \(line 3 of test\.xml\)$/],
+    [peers(`${peer('node2')}${peer('node3')}\n<peer><host>h</host></peer>`), 'cluster.peers.peer[3].name', /^cluster\.peers\.peer\[3\]\.name: missing <name>: required in <peer> \(line 2 of/],
+    [peers('<peer><name>node2</name></peer>'), 'cluster.peers.peer[1].host', /missing <host>: required in <peer>/],
+    [peers(peer('node 2')), 'cluster.peers.peer[1].name', /expected 1\.\.255 characters from A-Z a-z 0-9 \. _ -, got 'node 2'/],
+    [peers(peer('node2', 'bad_host')), 'cluster.peers.peer[1].host', /expected a host name, or an IPv4 or IPv6 address, got 'bad_host'/],
+    [peers(peer('node2', '10.0.0.256')), 'cluster.peers.peer[1].host', /got '10\.0\.0\.256'/],
+    [peers(peer('node2', '[::1]')), 'cluster.peers.peer[1].host', /got '\[::1\]'/],
+    [peers(peer('node2', 'a..b')), 'cluster.peers.peer[1].host', /got 'a\.\.b'/],
+    [peers(peer('node2', '-a.b')), 'cluster.peers.peer[1].host', /got '-a\.b'/],
+    [peers(peer('node2', 'x'.repeat(254))), 'cluster.peers.peer[1].host', /host name/],
+    [peers(`${peer('node2')}\n${peer('node3', 'h3')}\n${peer('node2', 'h4')}`), 'cluster.peers.peer[3].name', /^cluster\.peers\.peer\[3\]\.name: peer 'node2' is listed twice \(first as peer\[1\]\) \(line 3 of test\.xml\)$/],
+    [peers(`${peer('node2')}${peer('node1', 'h')}`), 'cluster.peers.peer[2].name', /must differ from this node's id \('node1'\): a node does not peer with itself/],
+    [peers(`${peer('node2', 'H.example', 6000)}${peer('node3', 'h.example', 6000)}`), 'cluster.peers.peer[2].port', /peer 'node3' has the same host and port as peer 'node2' \(h\.example:6000\)/],
+    [peers(''), 'cluster.peers', /^cluster\.peers: lists no <peer>: add one <peer> per other node, or remove <peers> to run a single node/],
+    [peers(`<listen><port>5348</port></listen>${peer('node2')}`), 'cluster.peers.listen.port', /must differ from cluster\.local\.port \(5348\): both would listen on it/],
+    [peers(`<listen><ip>0.0.0.0</ip><port>5347</port></listen>${peer('node2')}`), 'cluster.peers.listen.port', /must differ from cluster\.router\.port \(5347\): the router listens on it/],
+    [peers(`<listen><ip>10.1.1.1</ip></listen>`), 'cluster.peers', /lists no <peer>/],
+    [peers(`<listen><ip>localhost</ip></listen>${peer('node2')}`), 'cluster.peers.listen.ip', /IPv4 or IPv6 address, got 'localhost'/],
+    [peers(`${peer('node2')}<retry><init_ms>600</init_ms><max_ms>500</max_ms></retry>`), 'cluster.peers.retry.max_ms', /must be at least init_ms \(600\), got 500/],
+    [peers(`${peer('node2')}<heartbeat_ms>5</heartbeat_ms>`), 'cluster.peers.heartbeat_ms', /expected an integer 10\.\.600000, got '5'/],
+    [peers(`${peer('node2')}<max_frame_bytes>1000</max_frame_bytes>`), 'cluster.peers.max_frame_bytes', /integer 65536\.\./],
+    [peers(`${peer('node2')}<max_frame_bytes>2097152</max_frame_bytes>`), 'cluster.peers.max_frame_bytes', /must be at least max_stanza_bytes \+ 1024 \(2098176\) so that the largest stanza fits in one message, got 2097152/],
+    [peers(`<peer><name>node2</name><host>h</host><user>x</user></peer>`), 'cluster.peers.peer[1].user', /unknown element <user>; expected one of: name, host, port/],
+    [peers(`<peer><name>node2</name><name>node3</name><host>h</host></peer>`), 'cluster.peers.peer[1].name', /repeated element <name>/],
+    [peers(`<peer name='x'><name>node2</name><host>h</host></peer>`), 'cluster.peers.peer[1]@name', /unknown attribute 'name' on <peer>/],
+    [peers(`<secret>${kSecret}</secret><secret>${kSecret}</secret>${peer('node2')}`), 'cluster.peers.secret', /repeated element <secret>/],
+    [`<cluster><peers><secret>${kSecret}</secret>${peer('node2')}</peers><peers/></cluster>`, 'cluster.peers', /repeated element <peers>/],
+    [peers(`${peer('node2')}<pemfile>x.pem</pemfile>`), 'cluster.peers.pemfile', /not supported: peer links are plain TCP/],
+    [`<cluster>${peer('node2')}</cluster>`, 'cluster.peer', /unknown element <peer>; expected one of: /],
+  ];
+  for (const [xml, path, re] of cases) rejects(xml, path, re);
+  // fine: listening elsewhere on the same port as the sm listener; the limit just large enough
+  assert.equal(parse(peers(`<listen><ip>10.0.0.1</ip><port>5348</port></listen>${peer('node2')}`)).peers?.listen.port, 5348);
+  assert.equal(parse(peers(`${peer('node2')}<max_frame_bytes>2098176</max_frame_bytes>`)).peers?.maxFrameBytes, 2098176);
+  assert.equal(parse(peers(`${peer('node2')}<max_frame_bytes>1049600</max_frame_bytes>`).replace('</cluster>', '<limits><max_stanza_bytes>1048576</max_stanza_bytes></limits></cluster>')).peers?.maxFrameBytes, 1049600);
+});
+
+test('peers: the secret is never echoed, not even its length', () => {
+  const short = 'cluster.peers.secret: expected at least 16 characters (the value is not shown) (line 1 of test.xml)';
+  const control = 'cluster.peers.secret: control characters are not allowed (line 1 of test.xml)';
+  for (const [bad, message] of [['short-secret', short], ['', short], ['sixteen chars\tx!', control]] as const) {
+    const e = rejects(peers(`<secret>${bad}</secret>${peer('node2')}`), 'cluster.peers.secret', /./);
+    assert.equal(e.message, message);
+  }
+  // 16 characters, counted as characters (not UTF-16 units or bytes)
+  assert.equal(parse(peers(`<secret>ééééééééééééééé🎉</secret>${peer('node2')}`)).peers?.secret, 'ééééééééééééééé🎉');
+  rejects(peers(`<secret>🎉🎉🎉🎉🎉🎉🎉🎉</secret>${peer('node2')}`), 'cluster.peers.secret', /at least 16 characters/);
+});
+
+test('domains: a list, lower-cased, each once', () => {
+  assert.deepEqual(parse('<cluster><domains>\n <domain> Example.TEST </domain><domain>b.example.</domain><!-- c --><domain>xn--bcher-kva.example</domain></domains></cluster>').domains, [
+    'example.test',
+    'b.example',
+    'xn--bcher-kva.example',
+  ]);
+  assert.deepEqual(parse('<cluster><domains/></cluster>').domains, []);
+  assert.ok(Object.isFrozen(parse('<cluster><domains><domain>a</domain></domains></cluster>').domains));
+  const cases: [string, string, RegExp][] = [
+    ['<cluster><domains><domain>a.example</domain><domain>user@a.example</domain></domains></cluster>', 'cluster.domains.domain[2]', /expected a domain name, got 'user@a\.example'/],
+    ['<cluster><domains><domain>a.example/res</domain></domains></cluster>', 'cluster.domains.domain[1]', /expected a domain name/],
+    ['<cluster><domains><domain>a b</domain></domains></cluster>', 'cluster.domains.domain[1]', /expected a domain name, got 'a b'/],
+    ['<cluster><domains><domain/></domains></cluster>', 'cluster.domains.domain[1]', /expected a domain name, got ''/],
+    ['<cluster><domains>\n<domain>a.example</domain>\n<domain>A.EXAMPLE</domain></domains></cluster>', 'cluster.domains.domain[2]', /^cluster\.domains\.domain\[2\]: 'a\.example' is listed twice \(first at line 2\) \(line 3 of test\.xml\)$/],
+    ['<cluster><domains><name>a</name></domains></cluster>', 'cluster.domains.name', /unknown element <name>; expected one of: domain/],
+    ['<cluster><domains>a.example</domains></cluster>', 'cluster.domains', /unexpected text "a\.example"/],
+    ["<cluster><domains type='x'/></cluster>", 'cluster.domains@type', /unknown attribute 'type'/],
+    ['<cluster><domains><domain><x/></domain></domains></cluster>', 'cluster.domains.domain[1].x', /holds a value, not elements/],
+    ['<cluster><domains/><domains/></cluster>', 'cluster.domains', /repeated element <domains>/],
+  ];
+  for (const [xml, path, re] of cases) rejects(xml, path, re);
 });

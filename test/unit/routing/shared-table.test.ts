@@ -7,7 +7,7 @@ import {
   SharedTable,
   TableFullError,
   byteLengthFor,
-  capacityFor,
+  capacityPow2For,
   kHeaderCapacity,
   kHeaderCount,
   kHeaderGeneration,
@@ -213,16 +213,19 @@ describe('hash64', () => {
 
 describe('SharedTable', () => {
   test('capacity checks, sizing helpers and header', () => {
-    assert.throws(() => SharedTable.create(21), /power of two.*did you mean 2 \*\* 21/);
-    assert.throws(() => SharedTable.create(1000), RangeError);
-    assert.throws(() => SharedTable.create(4), RangeError);
-    assert.throws(() => SharedTable.create(2 ** 27), RangeError);
-    assert.equal(capacityFor(1_000_000), 2 ** 21);
-    assert.equal(SharedTable.capacityFor(786_432), 2 ** 20);
-    assert.equal(capacityFor(786_433), 2 ** 21);
-    assert.equal(byteLengthFor(2 ** 21), 32 * 1024 * 1024 + 128);
-    const t = SharedTable.create(64);
-    assert.equal(t.sab.byteLength, SharedTable.byteLengthFor(64));
+    // capacityPow2 is log2(slots)
+    assert.throws(() => SharedTable.create(1024), /integer from 3 to 26 .*got 1024 \(for 1024 slots pass 10\)/);
+    assert.throws(() => SharedTable.create(2), RangeError);
+    assert.throws(() => SharedTable.create(27), RangeError);
+    assert.throws(() => SharedTable.create(10.5), RangeError);
+    assert.equal(capacityPow2For(1_000_000), 21);
+    assert.equal(SharedTable.capacityPow2For(786_432), 20);
+    assert.equal(capacityPow2For(786_433), 21);
+    assert.equal(capacityPow2For(6), 3);
+    assert.equal(byteLengthFor(21), 32 * 1024 * 1024 + 128);
+    assert.equal(SharedTable.create(16).capacity, 65_536);
+    const t = SharedTable.create(6);
+    assert.equal(t.sab.byteLength, SharedTable.byteLengthFor(6));
     const w = new Int32Array(t.sab);
     assert.equal(w[kHeaderMagic], 0x4a435254);
     assert.equal(w[kHeaderCapacity], 64);
@@ -231,7 +234,7 @@ describe('SharedTable', () => {
   });
 
   test('insert, get, overwrite, delete', () => {
-    const t = SharedTable.create(64);
+    const t = SharedTable.create(6);
     const r = SharedTable.attach(t.sab);
     assert.equal(t.get('alice@example.com'), undefined);
     t.set('alice@example.com', 3);
@@ -260,7 +263,7 @@ describe('SharedTable', () => {
   });
 
   test('values are unsigned 32-bit', () => {
-    const t = SharedTable.create(16);
+    const t = SharedTable.create(4);
     t.set('max', 0xffffffff);
     t.set('high', 0x80000001);
     assert.equal(t.get('max'), 0xffffffff);
@@ -285,7 +288,7 @@ describe('SharedTable', () => {
       [...all], // everything
     ];
     for (const gone of scenarios) {
-      const t = SharedTable.create(cap);
+      const t = SharedTable.create(4);
       const r = SharedTable.attach(t.sab);
       all.forEach((k, i) => t.set(k, i));
       checkInvariants(t);
@@ -308,7 +311,7 @@ describe('SharedTable', () => {
   test('a delete that moves entries bumps the generation by 2; one that moves none leaves it', () => {
     const cap = 16;
     const [a, b] = keysWithHome(3, cap, 2);
-    const t = SharedTable.create(cap);
+    const t = SharedTable.create(4);
     const w = new Int32Array(t.sab);
     t.set(a!, 1);
     t.set(b!, 2); // slot 4, homed at 3
@@ -325,13 +328,12 @@ describe('SharedTable', () => {
     const seed = testSeed();
     t.diagnostic(`seed=${seed} (JC_TEST_SEED=${seed} to replay)`);
     const r = prng(seed);
-    const cap = 1 << 15; // max 24576 entries
-    const table = SharedTable.create(cap);
+    const table = SharedTable.create(15); // 32768 slots, max 24576 entries
     const reader = SharedTable.attach(table.sab);
     const model = new Map<string, number>();
-    // 40k keys, half set and 3/10 deleted: the model settles near 25k > 24576, so the table runs
+    // 45k keys, half set and 3/10 deleted: the model heads for 28k > 24576, so the table runs
     // at its 0.75 limit (long clusters, many moves) and refuses some inserts
-    const pool = Array.from({ length: 40_000 }, (_, i) => `u${i}@n${i % 7}.example`);
+    const pool = Array.from({ length: 45_000 }, (_, i) => `u${i}@n${i % 7}.example`);
     const ctx = (op: number, k: string): string => `seed=${seed} op=${op} key=${k}`;
     let full = 0;
     for (let op = 0; op < 200_000; op++) {
@@ -363,7 +365,7 @@ describe('SharedTable', () => {
   });
 
   test('full table: refuses inserts beyond load 0.75 with TableFullError naming the capacity', () => {
-    const t = SharedTable.create(16);
+    const t = SharedTable.create(4);
     for (let i = 0; i < 12; i++) t.set(`k${i}`, i);
     assert.equal(t.loadFactor, 0.75);
     assert.throws(
@@ -374,7 +376,7 @@ describe('SharedTable', () => {
         e.capacity === 16 &&
         e.maxSize === 12 &&
         /12 entries in 16 slots/.test(e.message) &&
-        /capacity 32/.test(e.message),
+        /capacityPow2 5/.test(e.message),
     );
     assert.equal(t.size, 12);
     t.set('k3', 33); // overwriting is not an insert
@@ -387,7 +389,7 @@ describe('SharedTable', () => {
   });
 
   test('a reader attached to the SAB sees writes, deletes and clear', () => {
-    const t = SharedTable.create(256);
+    const t = SharedTable.create(8);
     const r = SharedTable.attach(t.sab);
     assert.equal(r.capacity, 256);
     for (let i = 0; i < 150; i++) t.set(`n${i}@example.com`, i * 3);
@@ -410,7 +412,7 @@ describe('SharedTable', () => {
   test('attach validates the buffer', () => {
     assert.throws(() => SharedTable.attach(new SharedArrayBuffer(1024)), /bad magic/);
     assert.throws(() => SharedTable.attach(new SharedArrayBuffer(8)), /too small/);
-    const t = SharedTable.create(16);
+    const t = SharedTable.create(4);
     const copy = new SharedArrayBuffer(t.sab.byteLength + 16);
     new Uint8Array(copy).set(new Uint8Array(t.sab));
     assert.throws(() => SharedTable.attach(copy), /expected 384 for capacity 16/);
@@ -418,7 +420,7 @@ describe('SharedTable', () => {
   });
 
   test('verifyKeys: the writer answers for exact strings (no real 64-bit collision is known to test with)', () => {
-    const t = SharedTable.create(1024, { verifyKeys: true });
+    const t = SharedTable.create(10, { verifyKeys: true });
     for (let i = 0; i < 500; i++) t.set(`v${i}@example.com`, i);
     for (let i = 0; i < 500; i += 3) assert.equal(t.delete(`v${i}@example.com`), true);
     for (let i = 0; i < 500; i++) assert.equal(t.get(`v${i}@example.com`), i % 3 ? i : undefined);
@@ -452,7 +454,7 @@ interface ReaderStats {
 }
 
 interface RunShape {
-  capacity: number;
+  capacityPow2: number;
   pinned: number;
   churn: number;
   /** chance that a visit to a present churn key deletes it (else overwrites its value) */
@@ -471,8 +473,8 @@ async function concurrentRun(
 ): Promise<{ stats: ReaderStats; ops: number; moves: number; seed: number }> {
   const seed = testSeed();
   const r = prng(seed);
-  assert.ok(shape.pinned + shape.churn <= Math.floor(shape.capacity * 0.75));
-  const table = SharedTable.create(shape.capacity);
+  const table = SharedTable.create(shape.capacityPow2);
+  assert.ok(shape.pinned + shape.churn <= table.maxSize);
   const pinned = Array.from({ length: shape.pinned }, (_, i) => `pinned${i}@example.com`);
   const churn = Array.from({ length: shape.churn }, (_, i) => `churn${i}@example.org`);
   const never = Array.from({ length: 5_000 }, (_, i) => `never${i}@example.net`);
@@ -542,9 +544,9 @@ async function concurrentRun(
 describe('SharedTable with a reader in a worker thread', () => {
   const shapes: [string, RunShape][] = [
     // realistic size: 20k pinned + up to 28k churn keys in 64k slots (load 0.42 .. 0.73)
-    ['64k slots', { capacity: 1 << 16, pinned: 20_000, churn: 28_000, pDelete: 0.5 }],
+    ['64k slots', { capacityPow2: 16, pinned: 20_000, churn: 28_000, pDelete: 0.5 }],
     // hot: everything in 4 KiB, so the worker keeps probing the clusters main is rewriting
-    ['256 slots', { capacity: 256, pinned: 40, churn: 150, pDelete: 0.3 }],
+    ['256 slots', { capacityPow2: 8, pinned: 40, churn: 150, pDelete: 0.3 }],
   ];
   for (const [name, shape] of shapes) {
     for (const atomicReads of [false, true]) {

@@ -129,6 +129,38 @@ test('stop() from onFrame halts delivery in the middle of a chunk', () => {
   assert.equal(r.frames.length, 2);
 });
 
+test('a throwing handler stops the decoder; push() from a handler is refused', () => {
+  const stream = concat([utf8('a'), utf8('b'), utf8('c')]);
+  const seen: string[] = [];
+  const d = new FrameDecoder(
+    100,
+    (p) => {
+      seen.push(Buffer.from(p).toString());
+      if (seen.length === 2) throw new Error('handler failed');
+    },
+    () => assert.fail('no error expected'),
+  );
+  assert.throws(() => d.push(stream), /handler failed/);
+  assert.ok(d.stopped);
+  d.push(stream);
+  assert.deepEqual(seen, ['a', 'b']);
+
+  let inner: unknown;
+  const d2: FrameDecoder = new FrameDecoder(
+    100,
+    () => {
+      try {
+        d2.push(stream);
+      } catch (e) {
+        inner = e;
+      }
+    },
+    () => {},
+  );
+  d2.push(encodeFrame(utf8('x')));
+  assert.match(String(inner), /called from inside a handler/);
+});
+
 test('bufferedBytes counts a partial frame', () => {
   const stream = encodeFrame(utf8('abcdef'));
   const r = run([stream.subarray(0, 2)]);
