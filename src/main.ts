@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cli.checkOnly) {
     try {
-      process.stdout.write((await checkConfig(cli.configPath)) + '\n');
+      process.stdout.write((await checkConfig(cli.configPath, cli.workers !== undefined ? { workers: cli.workers } : undefined)) + '\n');
       return 0;
     } catch (err) {
       process.stderr.write(`jabberd2-cluster: ${(err as Error).message}\n`);
@@ -54,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
       router: cfg.router,
       local: { ip: cfg.local.ip, port: cfg.local.port, maxConnections: cfg.local.maxConnections, users, acl: cfg.local.acl },
       limits: cfg.limits,
+      domains: cfg.domains,
+      ...(cfg.peers ? { peers: cfg.peers } : {}),
     },
     log,
   );
@@ -76,7 +78,8 @@ async function main(argv: string[]): Promise<number> {
   });
   try {
     const port = await node.start();
-    log.notice(`ready: sm listener on ${cfg.local.ip}:${port}, workers=${cfg.workers}`);
+    const peers = cfg.peers ? `; peers on ${cfg.peers.listen.ip}:${node.peers!.listenPort} (${cfg.peers.peers.map((p) => p.name).join(', ')})` : '; no peers (single node)';
+    log.notice(`ready: sm listener on ${cfg.local.ip}:${port}${peers}; workers=${cfg.workers}`);
   } catch (err) {
     log.error(`cannot start: ${(err as Error).message}`);
     return 1;

@@ -267,8 +267,8 @@ export class SharedTableReader {
           khi = w[base + kSlotKeyHi]!;
           val = w[base + kSlotValue]!;
         }
-        if (false) {
-          this.#retries++;
+        if (Atomics.load(w, base) !== v) {
+          this.#retries++; // rewritten while we read it
           continue;
         }
         if (klo === lo && khi === hi) return val >>> 0;

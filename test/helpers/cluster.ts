@@ -39,6 +39,8 @@ export interface ClusterOptions {
   jabberd2?: (i: number) => Partial<Jabberd2Options>;
   /** per-member node option changes */
   tweak?: (i: number, o: NodeOptions) => void;
+  /** wait for the full mesh before returning (default true) */
+  waitMesh?: boolean;
 }
 
 export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster> {
@@ -102,7 +104,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster>
       await j.start('sm');
       await j.start('c2s');
     }
-    await cluster.meshed();
+    if (o.waitMesh !== false) await cluster.meshed();
   } catch (err) {
     await cluster.stop();
     throw err;

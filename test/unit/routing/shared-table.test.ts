@@ -541,6 +541,81 @@ async function concurrentRun(
   }
 }
 
+/** Slot index holding `key`, read from the layout, or -1. */
+function slotOf(table: SharedTable, key: string): number {
+  const w = new Int32Array(table.sab);
+  const mask = table.capacity - 1;
+  const [lo, hi] = hash64(key);
+  for (let i = lo & mask; ; i = (i + 1) & mask) {
+    const base = kHeaderWords + i * kSlotWords;
+    if ((w[base]! & kSlotFull) === 0) return -1;
+    if (w[base + kSlotKeyLo] === (lo | 0) && w[base + kSlotKeyHi] === (hi | 0)) return i;
+  }
+}
+
+describe('reader in a worker, table frozen in a writer intermediate state', () => {
+  for (const atomicReads of [false, true]) {
+    test(`waits on a busy slot and on an odd generation for misses, not for hits (atomicReads=${atomicReads})`, async () => {
+      const table = SharedTable.create(6);
+      table.set('here@example.com', 7);
+      const w = new Int32Array(table.sab);
+      const worker = new Worker(new URL('../../fixtures/routing-table-reader.mjs', import.meta.url), {
+        workerData: { mode: 'probe', sab: table.sab, atomicReads },
+      });
+      try {
+        type Reply = { value: number | null; retries: number };
+        const replies: Reply[] = [];
+        let wake: (() => void) | null = null;
+        worker.on('message', (m: Reply | { type: 'ready' }) => {
+          if (!('type' in m)) replies.push(m);
+          wake?.();
+        });
+        const nextMessage = (): Promise<void> => new Promise((resolve) => (wake = resolve));
+        await nextMessage(); // ready
+        // The reader must still be spinning after this long; only non-progress is asserted this way.
+        const stillWaiting = async (): Promise<void> => {
+          await new Promise((resolve) => setTimeout(resolve, 150));
+          assert.equal(replies.length, 0, 'the reader answered while the table was mid-write');
+        };
+        const answer = async (): Promise<Reply> => {
+          while (replies.length === 0) await nextMessage();
+          return replies.shift()!;
+        };
+
+        // 1. slot busy (writer inside it): the reader re-reads until it is released
+        const base = kHeaderWords + slotOf(table, 'here@example.com') * kSlotWords;
+        const v = Atomics.load(w, base);
+        Atomics.store(w, base, v | kSlotBusy);
+        worker.postMessage({ key: 'here@example.com' });
+        await stillWaiting();
+        Atomics.store(w, base, v);
+        const r1 = await answer();
+        assert.equal(r1.value, 7);
+        assert.ok(r1.retries > 0);
+
+        // 2. generation odd (entries moving): a miss is not trusted until it is even again
+        Atomics.add(w, kHeaderGeneration, 1);
+        worker.postMessage({ key: 'absent@example.com' });
+        await stillWaiting();
+        Atomics.add(w, kHeaderGeneration, 1);
+        const r2 = await answer();
+        assert.equal(r2.value, null);
+        assert.ok(r2.retries > r1.retries);
+
+        // 3. generation odd: a validated hit is returned at once
+        Atomics.add(w, kHeaderGeneration, 1);
+        worker.postMessage({ key: 'here@example.com' });
+        const r3 = await answer();
+        Atomics.add(w, kHeaderGeneration, 1);
+        assert.equal(r3.value, 7);
+        assert.equal(r3.retries, r2.retries);
+      } finally {
+        await worker.terminate();
+      }
+    });
+  }
+});
+
 describe('SharedTable with a reader in a worker thread', () => {
   const shapes: [string, RunShape][] = [
     // realistic size: 20k pinned + up to 28k churn keys in 64k slots (load 0.42 .. 0.73)
