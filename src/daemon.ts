@@ -26,7 +26,7 @@ export interface NodeOptions {
   /** clustered domains (empty: learned from the local sm's binds) */
   domains?: readonly string[];
   /** peer links; absent: a single node */
-  peers?: Omit<PeerConfig, 'self' | 'incarnation' | 'maxStanzaBytes' | 'maxDepth' | 'queueBytes'>;
+  peers?: Omit<PeerConfig, 'self' | 'incarnation' | 'maxStanzaBytes' | 'maxDepth' | 'queueBytes' | 'authTimeoutMs'>;
 }
 
 export class ClusterNode {
@@ -59,7 +59,7 @@ export class ClusterNode {
     if (opts.peers) {
       const self = opts.id;
       const peers = new PeerManager(
-        { ...opts.peers, self, incarnation: this.incarnation, maxStanzaBytes: opts.limits.maxStanzaBytes, maxDepth: opts.limits.maxDepth, queueBytes: opts.limits.queueBytes },
+        { ...opts.peers, self, incarnation: this.incarnation, maxStanzaBytes: opts.limits.maxStanzaBytes, maxDepth: opts.limits.maxDepth, queueBytes: opts.limits.queueBytes, authTimeoutMs: opts.limits.authTimeoutSec * 1000 },
         {
           onUp: (node) => cluster.onPeerUp(node),
           onDown: (node) => cluster.onPeerDown(node),

@@ -28,6 +28,8 @@ export interface PeerConfig {
   maxDepth: number;
   /** outbound bytes buffered per link beyond which the link is closed */
   queueBytes: number;
+  /** a link must complete its handshake within this time */
+  authTimeoutMs: number;
 }
 
 export interface PeerEvents {
@@ -80,6 +82,10 @@ class PeerConn {
     });
     socket.on('error', (err) => this.close(`socket error: ${err.message}`));
     socket.on('close', () => this.close('connection closed'));
+    const t = setTimeout(() => {
+      if (!this.up) this.close(`no handshake within ${cfg.authTimeoutMs} ms`);
+    }, cfg.authTimeoutMs);
+    t.unref();
     for (const m of this.hs.start()) this.send(m);
   }
 
