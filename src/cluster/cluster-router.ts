@@ -90,6 +90,7 @@ export class ClusterRouter {
     this.configuredDomains = domains.length > 0;
     this.table = new ClusterTable(self, incarnation, {
       onRemoteName: (origin, n, present) => this.onRemoteName(origin, n, present),
+      onIndexFull: (bare, err) => this.log.error(`cannot record the home of ${bare}: ${err.message}`),
     });
   }
 

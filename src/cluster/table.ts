@@ -24,6 +24,8 @@ interface Origin {
 export interface TableEvents {
   /** a remote node's name appeared or went away (to bind or unbind it upstream) */
   onRemoteName(origin: string, n: NameEntry, present: boolean): void;
+  /** the shared index is full: the user's home cannot be recorded (routing falls back to the local sm) */
+  onIndexFull(bare: string, err: Error): void;
 }
 
 export function bareJid(full: string): string {
@@ -43,7 +45,8 @@ export class ClusterTable {
   readonly shared: SharedTable;
   private pendingOps: Op[] = [];
 
-  constructor(readonly self: string, readonly incarnation: number, private readonly events: TableEvents, capacityPow2 = 16) {
+  /** capacityPow2: log2 of the shared index's slots (2^20 = 16 MiB, up to ~786k users with sessions) */
+  constructor(readonly self: string, readonly incarnation: number, private readonly events: TableEvents, capacityPow2 = 20) {
     this.shared = SharedTable.create(capacityPow2);
     this.origins.set(self, { incarnation, seq: 0, sessions: new Map(), names: new Map() });
     this.indexOf(self);
@@ -281,6 +284,11 @@ export class ClusterTable {
     for (const s of m.values()) {
       if (!best || s.since < best.since || (s.since === best.since && s.home < best.home)) best = s;
     }
-    if (best) this.shared.set(bare, this.indexOf(best.home));
+    if (!best) return;
+    try {
+      this.shared.set(bare, this.indexOf(best.home));
+    } catch (err) {
+      this.events.onIndexFull(bare, err as Error);
+    }
   }
 }

@@ -5,7 +5,8 @@
  * lock-free through `SharedTable.attach(sab)` (`SharedTableReader`). Measured design:
  * /work/shared/docs/perf-probe.md §5; prose version of this comment: docs/internals/routing-table.md.
  *
- * Layout: one SharedArrayBuffer of Int32 words, 128 + 16 * capacity bytes.
+ * Layout: one SharedArrayBuffer of Int32 words, 128 + 16 * capacity bytes, where capacity (slots)
+ * = 2^capacityPow2 as passed to create(); at most floor(0.75 * capacity) entries (TableFullError).
  *
  *   word  0  kHeaderMagic          0x4a435254 'JCRT'                        set once by create()
  *   word  1  kHeaderLayoutVersion  kLayoutVersion (this file + hash.ts)     set once
@@ -49,8 +50,9 @@
  *     overwritten), which is harmless, or a probe may pass the hole before the entry lands in it,
  *     which would be a false miss. So readers trust hits always (1. suffices) and misses only if
  *     the generation loaded before the probe was even and equals the one loaded after it;
- *     otherwise they probe again. Every load and store involved is SeqCst, so "no generation
- *     change between my two loads" means every moving operation lies entirely before or entirely
+ *     otherwise they probe again. Generation and version words are only ever accessed with SeqCst
+ *     atomics (and emptiness is read from the version word), so "no generation change between my
+ *     two loads" means every moving operation lies entirely before or entirely
  *     after my probe, and with no moves a key present during the whole probe keeps its slot and,
  *     by I, a full path from its home: the probe cannot stop at an empty slot before it.
  *
