@@ -125,6 +125,17 @@ export class ClusterNode {
     this.log.notice('node stopped');
   }
 
+  /**
+   * Fault injection for tests: vanish the way a killed process does (every socket dropped, no
+   * goodbye, no unbinds). The object is unusable afterwards.
+   */
+  async crash(): Promise<void> {
+    this.stopped = true;
+    this.peers?.abort();
+    this.server.abort();
+    this.router.abort();
+  }
+
   status(): Record<string, unknown> {
     return {
       id: this.opts.id,

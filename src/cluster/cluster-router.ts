@@ -15,10 +15,11 @@
  * Stanzas to a user of a clustered domain go to the home node; with no session anywhere, to
  * the local sm (offline storage is shared).
  */
-import { NS_CLIENT, NS_SESSION } from '../protocol/ns.ts';
+import { NS_CLIENT, NS_COMPONENT, NS_SESSION } from '../protocol/ns.ts';
+import { PresenceLedger } from './presence-ledger.ts';
 import { domainOf, parseJid } from '../protocol/jid.ts';
 import { rewriteAttrs } from '../protocol/route.ts';
-import { attr, attrNS, firstChild, text, type XmlElement } from '../xml/node.ts';
+import { attr, attrNS, element, escapeAttr, firstChild, text, type XmlElement } from '../xml/node.ts';
 import { ClusterTable, type NameEntry, type Op, type SessionEntry } from './table.ts';
 import type { BindFlags } from '../protocol/component.ts';
 import type { Logger } from '../log.ts';
@@ -37,6 +38,8 @@ export interface LocalSide {
   hasLocalName(name: string): boolean;
   /** has the router advertised `name` (bound by some other component there)? */
   upstreamHas(name: string): boolean;
+  /** tell the local components that `name` is gone */
+  withdrawName(name: string): void;
 }
 
 export interface ClusterUpstream {
@@ -75,6 +78,7 @@ export class ClusterRouter {
   /** the subset of `proxied` the router has confirmed */
   private readonly proxiedBound = new Set<string>();
   private deltaScheduled = false;
+  readonly ledger = new PresenceLedger();
   readonly stats: ClusterStats = { toPeers: 0, fromPeers: 0, rewritten: 0, sessionsLearned: 0, sessionsEnded: 0, droppedLoops: 0 };
 
   constructor(
@@ -229,6 +233,7 @@ export class ClusterRouter {
       return;
     }
     this.observeToSm(el);
+    this.observePresence(el);
     const out = Object.keys(changes).length ? rewriteAttrs(el, raw, changes) : raw;
     if (Object.keys(changes).length) this.stats.rewritten++;
     if (this.local.deliverLocalName(to, el, out)) return;
@@ -283,7 +288,10 @@ export class ClusterRouter {
       const to = domainOf(attr(el, 'to'));
       if (!target || !sm || to === null || !target.resource) return;
       const a = this.parseAlias(to);
+      const c2sId = attrNS(inner, NS_SESSION, 'c2s');
+      if (c2sId === undefined) return;
       const s: SessionEntry = {
+        c2sId,
         jid: `${target.node}@${target.domain}/${target.resource}`,
         home: this.self,
         c2sNode: a ? a.node : this.self,
@@ -324,6 +332,18 @@ export class ClusterRouter {
     this.scheduleDelta();
   }
 
+  /** Presence from a remote session reaching our sm: kept in the ledger. */
+  private observePresence(el: XmlElement): void {
+    const inner = firstChild(el);
+    if (!inner || inner.local !== 'presence' || inner.uri !== NS_CLIENT) return;
+    const from = attr(inner, 'from');
+    const to = attr(inner, 'to');
+    if (!from || !to || !from.includes('/')) return;
+    const type = attr(inner, 'type');
+    if (type === undefined) this.ledger.record(from, to, true);
+    else if (type === 'unavailable') this.ledger.record(from, to, false);
+  }
+
   /** The local sm went away: its sessions are gone. */
   onLocalSmGone(): void {
     const lost = this.table.clearOwnSessions();
@@ -352,9 +372,43 @@ export class ClusterRouter {
     this.peers.sendSnapshot(node, this.table.snapshot());
   }
 
+  /**
+   * A peer is gone: its sessions and names are forgotten, and everything that depended on them
+   * here is cleaned up the way one jabberd2 would if that machine's processes had died:
+   * - clients of our c2s whose sessions lived in its sm get `ended` (c2s closes their streams;
+   *   they log in again, now at home here);
+   * - sessions in our sm whose client was on its c2s are ended by our sm (it is told that c2s
+   *   went away), which tells their contacts;
+   * - local users that had presence from its sessions get one unavailable each (the presence
+   *   ledger), since its sm cannot send them any more.
+   */
   onPeerDown(node: string): void {
     const lost = this.table.dropOrigin(node);
-    this.log.notice(`node '${node}' unreachable: forgot its ${lost.length} session(s) and its names`);
+    const ended: string[] = [];
+    for (const s of lost) {
+      if (s.c2sNode !== this.self) continue;
+      const domain = s.jid.slice(s.jid.indexOf('@') + 1, s.jid.indexOf('/'));
+      const route = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(domain)}' to='${escapeAttr(s.c2s)}'>` +
+        `<sc:session xmlns:sc='${NS_SESSION}' action='ended' sc:c2s='${escapeAttr(s.c2sId)}' sc:sm='${escapeAttr(s.sm)}' target='${escapeAttr(s.jid)}'/></route>`;
+      if (this.upstream.send(route)) ended.push(s.jid);
+    }
+    // sessions of our sm whose client connection was on the lost node
+    const c2sNames = new Set<string>();
+    for (const s of this.table.ownSessionsVia(node)) c2sNames.add(s.c2s);
+    for (const n of c2sNames) this.local.withdrawName(aliasOf(n, node));
+    const unavailable = this.ledger.lost(lost.map((s) => s.jid));
+    for (const [from, to] of unavailable) {
+      const d = domainOf(to);
+      if (d === null) continue;
+      const route = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(d)}' to='${escapeAttr(d)}'>` +
+        `<presence xmlns='${NS_CLIENT}' type='unavailable' from='${escapeAttr(from)}' to='${escapeAttr(to)}'/></route>`;
+      const el = element('route', { xmlns: NS_COMPONENT, from: d, to: d }, [
+        element('presence', { xmlns: NS_CLIENT, type: 'unavailable', from, to }),
+      ]);
+      if (!this.local.deliverLocalName(d, el, route)) this.upstream.send(route);
+    }
+    this.log.notice(`node '${node}' unreachable: forgot its ${lost.length} session(s) and its names; ended ${ended.length} client session(s) here, ` +
+      `told the sm that ${c2sNames.size} c2s of it went away, sent ${unavailable.length} unavailable presence(s) to local contacts`);
   }
 
   onSnapshot(origin: string, incarnation: number, seq: number, sessions: SessionEntry[], names: NameEntry[]): void {
@@ -362,6 +416,7 @@ export class ClusterRouter {
   }
 
   onDelta(origin: string, incarnation: number, seq: number, ops: Op[]): void {
+    for (const op of ops) if (op.op === 'sess-') this.ledger.forget(op.jid);
     if (!this.table.applyDelta(origin, incarnation, seq, ops)) {
       this.log.info(`gap in updates from node '${origin}' (seq ${seq}); asking for a snapshot`);
       this.peers.requestResync(origin);

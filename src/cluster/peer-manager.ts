@@ -312,6 +312,17 @@ export class PeerManager {
     for (const c of this.links.values()) c.send(m);
   }
 
+  /** Fault injection: drop every link at once, no goodbye (as if the process died). */
+  abort(): void {
+    this.stopped = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const c of [...this.conns]) c.socket.destroy();
+    this.server?.close();
+    this.server = null;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);

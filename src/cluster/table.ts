@@ -86,6 +86,11 @@ export class ClusterTable {
     return this.bySm.get(sm);
   }
 
+  /** Own sessions whose client connection is on `node`'s c2s. */
+  ownSessionsVia(node: string): SessionEntry[] {
+    return [...this.own.sessions.values()].filter((s) => s.c2sNode === node);
+  }
+
   namesOf(origin: string): NameEntry[] {
     return [...(this.origins.get(origin)?.names.values() ?? [])];
   }

@@ -92,6 +92,14 @@ export class Switchboard {
     return true;
   }
 
+  /**
+   * Tell every local component that has bound something that `name` went away (the sm then
+   * ends the sessions whose c2s had that name).
+   */
+  withdrawName(name: string): void {
+    for (const o of this.comps) if (o.names.size > 0) o.send(advertisement(name, false));
+  }
+
   hasLocalName(name: string): boolean {
     return this.routes.get(name)?.bound === true;
   }

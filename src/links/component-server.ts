@@ -235,8 +235,10 @@ export class ComponentServer {
     await Promise.race([closing, new Promise((r) => setTimeout(r, 1000))]);
   }
 
-  /** Drop every connection now (used when the router link goes away for good). */
-  dropAll(reason: CloseReason, detail: string): void {
-    for (const c of [...this.conns]) c.link.end(reason, detail);
+  /** Fault injection: drop every connection and the listener at once (as if the process died). */
+  abort(): void {
+    for (const c of [...this.conns]) c.link.socket.destroy();
+    this.server?.close();
+    this.server = null;
   }
 }

@@ -14,15 +14,10 @@ import { NS_COMPONENT, NS_SASL, NS_STREAM } from '../protocol/ns.ts';
 import { digestClientResponse } from '../protocol/sasl-digest-md5.ts';
 import { attr, text, type XmlElement } from '../xml/node.ts';
 import type { Logger } from '../log.ts';
+import type { ClusterConfig } from '../config/schema.ts';
 
-export interface RouterLinkConfig {
-  ip: string;
-  port: number;
-  user: string;
-  pass: string;
-  retry: { initMs: number; maxMs: number };
-  keepaliveSec: number;
-}
+/** The `<router>` section of the config. */
+export type RouterLinkConfig = ClusterConfig['router'];
 
 export interface RouterLinkHandler {
   /** authenticated; every wanted name has been sent for (re)binding */
@@ -94,6 +89,15 @@ export class RouterLink {
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
     }
     this.failPending('stopped');
+  }
+
+  /** Fault injection: drop the link at once, no goodbye, no reconnect. */
+  abort(): void {
+    this.state = 'stopped';
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.link?.socket.destroy();
+    this.link = null;
   }
 
   /** Bind a name upstream. Resolves with null on success or the router's error code. */

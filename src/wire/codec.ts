@@ -53,7 +53,7 @@ const kBin32 = 0xc6;
 // Encoding
 
 function sessionToWire(s: SessionEntry): unknown[] {
-  return [s.jid, s.home, s.c2sNode, s.c2s, s.sm, s.prio, s.avail, s.since];
+  return [s.jid, s.home, s.c2sNode, s.c2s, s.sm, s.prio, s.avail, s.since, s.c2sId];
 }
 
 function nameToWire(n: NameEntry): unknown[] {
@@ -218,7 +218,7 @@ function bin(v: unknown, where: string): Uint8Array {
 }
 
 function sessionFromWire(v: unknown, where: string): SessionEntry {
-  const a = arr(v, where, 8, 'a session [jid, home, c2sNode, c2s, sm, prio, avail, since]');
+  const a = arr(v, where, 9, 'a session [jid, home, c2sNode, c2s, sm, prio, avail, since, c2sId]');
   return {
     jid: id(a[0], `${where}.jid`),
     home: id(a[1], `${where}.home`),
@@ -228,6 +228,7 @@ function sessionFromWire(v: unknown, where: string): SessionEntry {
     prio: intIn(a[5], `${where}.prio`, -128, 127),
     avail: bool(a[6], `${where}.avail`),
     since: uint(a[7], `${where}.since`),
+    c2sId: id(a[8], `${where}.c2sId`),
   };
 }
 

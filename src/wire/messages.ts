@@ -32,7 +32,7 @@
  * | 10   | PONG      | t: number (echoes the PING's)                                           |
  * | 11   | BYE       | reason: str                                                             |
  *
- *     Session = [jid, home, c2sNode, c2s, sm, prio, avail, since]
+ *     Session = [jid, home, c2sNode, c2s, sm, prio, avail, since, c2sId]
  *     Name    = [name, kind]          kind: 'sm' | 'domain' | 'component'
  *     Op      = [1, Session]  sess+   session added or changed (keyed by jid)
  *             | [2, jid]      sess-   session removed
@@ -107,6 +107,8 @@ export interface SessionEntry {
   avail: boolean;
   /** when the session started, ms since the epoch */
   since: number;
+  /** the c2s's id of the client connection (jabberd2 `sc:c2s`) */
+  c2sId: string;
 }
 
 /** A name bound by a node toward its router: its sm, a domain, a component. */

@@ -25,6 +25,7 @@ const sess = (i: number): SessionEntry => ({
   prio: [-128, -1, 0, 1, 127][i % 5]!,
   avail: i % 2 === 0,
   since: 1_700_000_000_000 + i,
+  c2sId: String(10 + i),
 });
 
 /** One sample of every message type, with edge values. */
@@ -148,7 +149,7 @@ test('forward compatibility: trailing fields a later version appends are ignored
     origin: 'n1',
     incarnation: 1,
     seq: 2,
-    sessions: [{ jid: 'j@d/r', home: 'n1', c2sNode: 'n2', c2s: 'c2s', sm: 'sm1', prio: 5, avail: true, since: 10 }],
+    sessions: [{ jid: 'j@d/r', home: 'n1', c2sNode: 'n2', c2s: 'c2s', sm: 'sm1', prio: 5, avail: true, since: 10, c2sId: '11' }],
     names: [{ name: 'd', kind: 'domain' }],
   });
   assert.deepStrictEqual(decode(raw.pack([6, 'n1', 1, 3, [[2, 'j@d/r', 'extra']]])), { type: MsgType.DELTA, origin: 'n1', incarnation: 1, seq: 3, ops: [{ op: 'sess-', jid: 'j@d/r' }] });
