@@ -115,12 +115,24 @@ export class ClusterNode {
     return new Promise((r) => this.upWaiters.push(r));
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Graceful stop: refuse new sm connections; in a cluster, end every session this node takes
+   * part in properly (its sm tells the contacts, c2s closes the clients; messages that arrive
+   * meanwhile are stored offline by the sm) and wait for that, bounded by `drainMs`; then say
+   * goodbye to the peers, close the sm links and leave the router (which unbinds our names).
+   */
+  async stop(drainMs = 5000): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.log.notice('node stopping');
-    await this.server.close(CloseReason.Shutdown, 'node stopping');
+    if (this.cluster) {
+      const left = await this.cluster.drain(drainMs);
+      if (left > 0) this.log.warn(`stopping with ${left} session(s) not ended after ${drainMs} ms`);
+    }
+    // peers first: after our goodbye they route to their own sms; what they sent before it is
+    // still delivered to our sm, which is connected until the peers are gone
     await this.peers?.stop();
+    await this.server.close(CloseReason.Shutdown, 'node stopping');
     await this.router.stop();
     this.log.notice('node stopped');
   }

@@ -185,7 +185,29 @@ export class ClusterRouter {
 
   /** A unicast route from our router. true = handled here. */
   fromRouter(el: XmlElement, raw: string, to: string): boolean {
+    if (this.draining && this.refuseStart(el)) return true;
     return this.dispatch(el, raw, to);
+  }
+
+  /**
+   * While draining, a client's session start is answered as the sm answers a start it cannot
+   * serve (`sc:failed='1'`); c2s then tells the client, which can log in on another node.
+   */
+  private refuseStart(el: XmlElement): boolean {
+    const inner = firstChild(el);
+    if (!inner || inner.uri !== NS_SESSION || attr(inner, 'action') !== 'start') return false;
+    const from = attr(el, 'from');
+    const to = attr(el, 'to');
+    if (!from || !to) return false;
+    const attrs = Object.entries(inner.attrs)
+      .filter(([k]) => k !== 'action' && !k.startsWith('xmlns'))
+      .map(([k, v]) => ` ${k}='${escapeAttr(v)}'`).join('');
+    const p = inner.name.includes(':') ? inner.name.slice(0, inner.name.indexOf(':')) : 'sc';
+    const reply = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(to)}' to='${escapeAttr(from)}'>` +
+      `<${p}:session xmlns:${p}='${NS_SESSION}'${attrs} action='started' ${p}:failed='1'/></route>`;
+    this.upstream.send(reply);
+    this.log.info(`refused a session start for ${attr(inner, 'target') ?? '?'}: node draining`);
+    return true;
   }
 
   /** A bounce (route with error) from our router; true = handled. */
@@ -342,6 +364,40 @@ export class ClusterRouter {
     const type = attr(inner, 'type');
     if (type === undefined) this.ledger.record(from, to, true);
     else if (type === 'unavailable') this.ledger.record(from, to, false);
+  }
+
+  /** While draining, sessions are neither started nor homed here. */
+  private draining = false;
+
+  /**
+   * Graceful stop: ask the sms to end every session this node takes part in, as its c2s would
+   * (`end`), and wait until the table shows none left (or `ms` passed). Returns how many are left.
+   * - sessions in our sm: our sm ends them, tells their contacts, and sends `ended` to their
+   *   c2s (here or on a peer), which closes the client;
+   * - sessions in a peer's sm whose client is on our c2s: that sm does the same.
+   */
+  async drain(ms: number): Promise<number> {
+    this.draining = true;
+    const smName = this.table.ownNames().find((n) => n.kind === 'sm')?.name;
+    const involved = (): SessionEntry[] => this.table.allSessions().filter((s) => s.home === this.self || s.c2sNode === this.self);
+    for (const s of involved()) {
+      const end = (from: string, to: string): string =>
+        `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(from)}' to='${escapeAttr(to)}'>` +
+        `<sc:session xmlns:sc='${NS_SESSION}' action='end' sc:c2s='${escapeAttr(s.c2sId)}' sc:sm='${escapeAttr(s.sm)}'/></route>`;
+      if (s.home === this.self) {
+        if (!smName) continue;
+        const from = s.c2sNode === this.self ? s.c2s : aliasOf(s.c2s, s.c2sNode);
+        const raw = end(from, smName);
+        this.local.deliverLocalName(smName, element('route', { xmlns: NS_COMPONENT, from, to: smName }), raw);
+      } else {
+        // to the home's sm through the peer; it sees `from` as our c2s
+        this.toPeer(s.home, end(s.c2s, aliasOf('sm', s.home)));
+      }
+    }
+    const until = Date.now() + ms;
+    while (involved().length > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    this.flushDelta();
+    return involved().length;
   }
 
   /** The local sm went away: its sessions are gone. */
