@@ -469,6 +469,55 @@ export class ClusterRouter {
 
   onSnapshot(origin: string, incarnation: number, seq: number, sessions: SessionEntry[], names: NameEntry[]): void {
     this.table.applySnapshot(origin, incarnation, seq, sessions, names);
+    this.reconcile(sessions.map((s) => s.jid));
+  }
+
+  /**
+   * After a merge (a healed split, or two first logins of one user racing on two nodes) the
+   * table may show what one server never has; every node applies the same rules to its own
+   * sessions, so exactly one side acts:
+   * 1. the same full JID on two nodes: the newer session wins (ties: the smaller node name);
+   *    the older one is ended with `<conflict/>`, as a second login on one server does;
+   * 2. one user's sessions in two sms: the user's home is the node of the oldest session;
+   *    sessions in any other sm are ended (the clients log in again and land at home).
+   */
+  private reconcile(touched: readonly string[]): void {
+    const bares = new Set(touched.map((j) => j.slice(0, j.indexOf('/'))));
+    const mine = [...bares].flatMap((b) => this.table.sessionsOf(b).filter((s) => s.home === this.self));
+    for (const own of mine) {
+      const bare = own.jid.slice(0, own.jid.indexOf('/'));
+      const others = this.table.sessionsOf(bare).filter((s) => s !== own && s.home !== this.self);
+      const twin = others.find((s) => s.jid === own.jid);
+      if (twin && (twin.since > own.since || (twin.since === own.since && twin.home < this.self))) {
+        this.log.notice(`${own.jid} is also logged in at node '${twin.home}' (newer): ending ours with a conflict`);
+        this.endOwnSession(own, 'replaced');
+        continue;
+      }
+      const home = this.table.homeOf(bare);
+      if (home !== undefined && home !== this.self) {
+        this.log.notice(`${own.jid}: the user's home is node '${home}': ending the session hosted here`);
+        this.endOwnSession(own, 'ended');
+      }
+    }
+  }
+
+  /** End a session of our sm: the c2s closes the client (with a conflict for `replaced`), the sm ends it properly. */
+  private endOwnSession(s: SessionEntry, action: 'replaced' | 'ended'): void {
+    const domain = s.jid.slice(s.jid.indexOf('@') + 1, s.jid.indexOf('/'));
+    const ctl = (a: string): string =>
+      `<sc:session xmlns:sc='${NS_SESSION}' action='${a}' sc:c2s='${escapeAttr(s.c2sId)}' sc:sm='${escapeAttr(s.sm)}' target='${escapeAttr(s.jid)}'/>`;
+    const toC2s = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(domain)}' to='${escapeAttr(s.c2sNode === this.self ? s.c2s : aliasOf(s.c2s, s.c2sNode))}'>${ctl(action)}</route>`;
+    if (s.c2sNode === this.self) this.upstream.send(toC2s);
+    else this.toPeer(s.c2sNode, toC2s);
+    const smName = this.table.ownNames().find((n) => n.kind === 'sm')?.name;
+    if (smName) {
+      const from = s.c2sNode === this.self ? s.c2s : aliasOf(s.c2s, s.c2sNode);
+      const end = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(from)}' to='${escapeAttr(smName)}'>${ctl('end')}</route>`;
+      this.local.deliverLocalName(smName, element('route', { xmlns: NS_COMPONENT, from, to: smName }), end);
+    }
+    // gone from the cluster's view now; the sm's `ended` finds nothing left to remove
+    this.table.removeOwnSession(s.jid);
+    this.scheduleDelta();
   }
 
   onDelta(origin: string, incarnation: number, seq: number, ops: Op[]): void {
@@ -476,7 +525,10 @@ export class ClusterRouter {
     if (!this.table.applyDelta(origin, incarnation, seq, ops)) {
       this.log.info(`gap in updates from node '${origin}' (seq ${seq}); asking for a snapshot`);
       this.peers.requestResync(origin);
+      return;
     }
+    const added = ops.flatMap((op) => (op.op === 'sess+' ? [op.s.jid] : []));
+    if (added.length) this.reconcile(added);
   }
 
   onResyncRequest(node: string): void {
