@@ -483,20 +483,22 @@ export class ClusterRouter {
    */
   private reconcile(touched: readonly string[]): void {
     const bares = new Set(touched.map((j) => j.slice(0, j.indexOf('/'))));
-    const mine = [...bares].flatMap((b) => this.table.sessionsOf(b).filter((s) => s.home === this.self));
-    for (const own of mine) {
-      const bare = own.jid.slice(0, own.jid.indexOf('/'));
-      const others = this.table.sessionsOf(bare).filter((s) => s !== own && s.home !== this.self);
-      const twin = others.find((s) => s.jid === own.jid);
-      if (twin && (twin.since > own.since || (twin.since === own.since && twin.home < this.self))) {
-        this.log.notice(`${own.jid} is also logged in at node '${twin.home}' (newer): ending ours with a conflict`);
-        this.endOwnSession(own, 'replaced');
-        continue;
-      }
-      const home = this.table.homeOf(bare);
-      if (home !== undefined && home !== this.self) {
-        this.log.notice(`${own.jid}: the user's home is node '${home}': ending the session hosted here`);
-        this.endOwnSession(own, 'ended');
+    for (const bare of bares) {
+      const all = this.table.sessionsOf(bare);
+      if (!all.some((s) => s.home === this.self)) continue;
+      const newer = (o: SessionEntry, x: SessionEntry): boolean => o.since > x.since || (o.since === x.since && o.home < x.home);
+      // rule 1 decides first; the home is then the oldest of the sessions that survive it
+      const alive = all.filter((x) => !all.some((o) => o !== x && o.jid === x.jid && newer(o, x)));
+      const home = alive.reduce<SessionEntry | undefined>((h, x) => (!h || newer(h, x) ? x : h), undefined)?.home;
+      for (const own of all) {
+        if (own.home !== this.self) continue;
+        if (!alive.includes(own)) {
+          this.log.notice(`${own.jid} is also logged in on another node (newer): ending ours with a conflict`);
+          this.endOwnSession(own, 'replaced');
+        } else if (home !== undefined && home !== this.self) {
+          this.log.notice(`${own.jid}: the user's home is node '${home}': ending the session hosted here`);
+          this.endOwnSession(own, 'ended');
+        }
       }
     }
   }

@@ -28,6 +28,10 @@ export interface TableEvents {
   onIndexFull(bare: string, err: Error): void;
 }
 
+function sessionKey(s: SessionEntry): string {
+  return `${s.home}\u0000${s.jid}`;
+}
+
 export function bareJid(full: string): string {
   const i = full.indexOf('/');
   return i < 0 ? full : full.slice(0, i);
@@ -35,7 +39,10 @@ export function bareJid(full: string): string {
 
 export class ClusterTable {
   private readonly origins = new Map<string, Origin>();
-  /** bare JID → full JID → entry, over all origins */
+  /**
+   * bare JID → (home, full JID) → entry, over all origins. Keyed by home too: after a healed
+   * split the same full JID can exist on two nodes until it is resolved.
+   */
   private readonly byBare = new Map<string, Map<string, SessionEntry>>();
   /** own sessions by sm session id (sc:sm) */
   private readonly bySm = new Map<string, SessionEntry>();
@@ -79,7 +86,8 @@ export class ClusterTable {
   }
 
   session(full: string): SessionEntry | undefined {
-    return this.byBare.get(bareJid(full))?.get(full);
+    for (const s of this.byBare.get(bareJid(full))?.values() ?? []) if (s.jid === full) return s;
+    return undefined;
   }
 
   ownSessionBySm(sm: string): SessionEntry | undefined {
@@ -268,15 +276,15 @@ export class ClusterTable {
     const bare = bareJid(s.jid);
     let m = this.byBare.get(bare);
     if (!m) this.byBare.set(bare, (m = new Map()));
-    m.set(s.jid, s);
+    m.set(sessionKey(s), s);
     this.refreshHome(bare, m);
   }
 
   private unindexSession(s: SessionEntry): void {
     const bare = bareJid(s.jid);
     const m = this.byBare.get(bare);
-    if (!m || m.get(s.jid) !== s) return;
-    m.delete(s.jid);
+    if (!m || m.get(sessionKey(s)) !== s) return;
+    m.delete(sessionKey(s));
     if (m.size === 0) {
       this.byBare.delete(bare);
       this.shared.delete(bare);

@@ -41,6 +41,8 @@ export interface ClusterOptions {
   tweak?: (i: number, o: NodeOptions) => void;
   /** wait for the full mesh before returning (default true) */
   waitMesh?: boolean;
+  /** the nodes' peer listen ports (default: free ports) */
+  peerPorts?: number[];
 }
 
 export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster> {
@@ -49,7 +51,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster>
   const base = mkdtempSync(join(tmpdir(), 'jc-cluster-'));
   const dbPath = join(base, 'shared.db');
   ensureJabberd2Db(dbPath);
-  const peerPorts = await freePorts(n);
+  const peerPorts = o.peerPorts ?? (await freePorts(n));
   const names = Array.from({ length: n }, (_, i) => `n${i + 1}`);
   const members: ClusterMember[] = [];
   const cluster: TestCluster = {
