@@ -4,8 +4,25 @@
  * cluster secret; msgpackr frames; stanzas as their original bytes. When both nodes dial each
  * other at once, the link dialled by the node with the smaller name survives (every node
  * computes the same answer).
+ *
+ * With `tls` (config `<peers><tls>`), every link is mutual TLS (1.2 or later) under the same
+ * handshake: the listener requires a client certificate chaining to `ca`; the dialler verifies
+ * the server's against `ca` and that it names the peer it dialled (subject CN or DNS SAN equal to
+ * the node name, `peer-tls.ts`); the acceptor checks that the client certificate names the peer
+ * once the cluster-secret proof has identified it, before answering AUTH_OK. A TLS failure
+ * closes that one connection, is logged once (warn) and is retried with the usual backoff.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import {
+  connect as tlsConnect,
+  createSecureContext,
+  createServer as createTlsServer,
+  type PeerCertificate,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls';
+import { certNames, certNamesNode, describeTlsError, describeVerifyCode, showCertNames } from './peer-tls.ts';
 import { FrameDecoder } from '../wire/frame.ts';
 import { encode, decode } from '../wire/codec.ts';
 import { MsgType, type PeerMessage, type SessionEntry, type NameEntry, type Op } from '../wire/messages.ts';
@@ -30,7 +47,24 @@ export interface PeerConfig {
   queueBytes: number;
   /** a link must complete its handshake within this time */
   authTimeoutMs: number;
+  /**
+   * mutual TLS on every link; absent: plain TCP. Paths of PEM files (config `<peers><tls>`),
+   * read by start(): this node's certificate (and intermediates), its unencrypted key, and the
+   * CA certificate(s) peers' certificates must chain to.
+   */
+  tls?: { cert: string; key: string; ca: string };
 }
+
+/** TLS material read from the configured files at start. */
+interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+  /** for dialling (built once) */
+  client: SecureContext;
+}
+
+const kMinTls = 'TLSv1.2';
 
 export interface PeerEvents {
   onUp(node: string, incarnation: number): void;
@@ -49,20 +83,38 @@ class PeerConn {
   up = false;
   closed = false;
   lastHeard = Date.now();
+  /** closing reasons worth a warning (TLS failures) rather than an info line */
+  warnOnClose = false;
   private readonly decoder: FrameDecoder;
   private readonly hs: PeerHandshake;
   private framer: StreamFramer | null = null;
   private out: Buffer[] = [];
   private scheduled = false;
+  /** TCP connected (accepted sockets are) */
+  private connected: boolean;
+  /** TLS established, or plain TCP */
+  private secured: boolean;
+  /** anything received from the peer */
+  private heard = false;
+  /** remote address:port, kept for log lines after the socket is gone */
+  private addr = '';
 
+  /**
+   * `tls`: the socket is a TLSSocket (accepted ones arrive secured; dialled ones are not yet,
+   * and the handshake starts at 'secureConnect').
+   */
   constructor(
     readonly socket: Socket,
     readonly dialled: string | null,
     private readonly mgr: PeerManager,
     private readonly cfg: PeerConfig,
     private readonly log: Logger,
+    private readonly tls = false,
   ) {
     socket.setNoDelay(true);
+    this.connected = dialled === null;
+    this.secured = !tls || dialled === null;
+    if (this.connected) this.addr = `${socket.remoteAddress}:${socket.remotePort}`;
     this.hs = new PeerHandshake({
       self: cfg.self,
       incarnation: cfg.incarnation,
@@ -74,23 +126,71 @@ class PeerConn {
     this.decoder = new FrameDecoder(cfg.maxFrameBytes, (p) => this.onFrame(p), (msg) => this.close(`bad frame: ${msg}`));
     socket.on('data', (d: Buffer) => {
       this.lastHeard = Date.now();
+      this.heard = true;
       try {
         this.decoder.push(d);
       } catch (err) {
         this.close(`error handling input: ${(err as Error).message}`);
       }
     });
-    socket.on('error', (err) => this.close(`socket error: ${err.message}`));
-    socket.on('close', () => this.close('connection closed'));
+    // TLS 1.3: a peer refusing our certificate (or its name) just closes, right after the
+    // handshake ended on our side, before it says anything
+    const refusedAfterTls = (): boolean => this.tls && this.secured && !this.heard && !this.up;
+    const kRefused = 'closed by the peer right after the TLS handshake, before its HELLO (did it refuse our certificate? see its log)';
+    socket.on('error', (err) => {
+      if (this.tls && this.connected && !this.secured) this.tlsFailed(`TLS handshake failed: ${describeTlsError(err)}`);
+      else if (refusedAfterTls()) this.tlsFailed(`${kRefused}: ${err.message}`);
+      else this.close(`socket error: ${err.message}`);
+    });
+    socket.on('close', () => {
+      if (refusedAfterTls()) this.tlsFailed(kRefused);
+      else this.close('connection closed');
+    });
     const t = setTimeout(() => {
-      if (!this.up) this.close(`no handshake within ${cfg.authTimeoutMs} ms`);
+      if (!this.up) {
+        if (this.tls && this.connected && !this.secured) this.tlsFailed(`no TLS handshake within ${cfg.authTimeoutMs} ms`);
+        else this.close(`no handshake within ${cfg.authTimeoutMs} ms`);
+      }
     }, cfg.authTimeoutMs);
     t.unref();
+    if (dialled !== null) socket.once('connect', () => (this.connected = true));
+    if (this.secured) this.begin();
+    else {
+      socket.once('secureConnect', () => {
+        this.secured = true;
+        this.begin();
+      });
+    }
+  }
+
+  /** The transport is ready: send our HELLO. */
+  private begin(): void {
+    if (this.closed) return;
     for (const m of this.hs.start()) this.send(m);
   }
 
+  private tlsFailed(reason: string): void {
+    this.warnOnClose = true;
+    this.close(reason);
+  }
+
   get label(): string {
-    return this.peer ? `peer '${this.peer}'` : `peer link ${this.socket.remoteAddress}:${this.socket.remotePort}`;
+    if (this.peer) return `peer '${this.peer}'`;
+    if (this.dialled !== null) {
+      const p = this.cfg.peers.find((x) => x.name === this.dialled);
+      return `peer '${this.dialled}' (${p ? `${p.host}:${p.port}` : 'dialled'})`;
+    }
+    return `peer link ${this.addr}`;
+  }
+
+  /**
+   * (accepting side, TLS) The peer proved it is `name`: its client certificate must name it
+   * too. Returns the mismatch, or null.
+   */
+  private certMismatch(name: string): string | null {
+    const cert = (this.socket as TLSSocket).getPeerCertificate();
+    if (certNamesNode(cert, name)) return null;
+    return showCertNames(certNames(cert));
   }
 
   private onFrame(payload: Uint8Array): void {
@@ -102,7 +202,18 @@ class PeerConn {
       return;
     }
     if (!this.up) {
+      const before = this.hs.state;
       const r = this.hs.receive(msg);
+      if (this.tls && this.dialled === null && before === 'await-auth' && this.hs.state === 'await-ok') {
+        // the proof identified the peer: before answering AUTH_OK, its certificate must name it
+        const peer = this.hs.peer!;
+        const other = this.certMismatch(peer);
+        if (other !== null) {
+          this.send({ type: MsgType.AUTH_FAIL, reason: `your TLS certificate is for ${other}, not '${peer}'` });
+          this.tlsFailed(`peer '${peer}' presented a certificate for ${other}; refused`);
+          return;
+        }
+      }
       for (const m of r.send) this.send(m);
       if (r.fail) {
         this.log.warn(`${this.label} refused: ${r.fail}`);
@@ -193,16 +304,65 @@ export class PeerManager {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private heartbeat: NodeJS.Timeout | null = null;
   private stopped = false;
+  private tls: TlsMaterial | null = null;
   listenPort = 0;
 
   constructor(private readonly cfg: PeerConfig, readonly events: PeerEvents, private readonly log: Logger) {}
 
+  /** Reads the TLS files; throws an Error naming the file. */
+  private loadTls(t: NonNullable<PeerConfig['tls']>): TlsMaterial {
+    const read = (path: string, what: string): Buffer => {
+      try {
+        return readFileSync(path);
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        throw new Error(`peer TLS: cannot read the ${what} file '${path}': ${err.code ?? err.message}`, { cause: e });
+      }
+    };
+    const cert = read(t.cert, 'certificate');
+    const key = read(t.key, 'key');
+    const ca = read(t.ca, 'CA');
+    let client: SecureContext;
+    try {
+      client = createSecureContext({ cert, key, ca, minVersion: kMinTls });
+    } catch (e) {
+      throw new Error(`peer TLS: cannot use certificate '${t.cert}', key '${t.key}' and CA '${t.ca}': ${(e as Error).message}`, { cause: e });
+    }
+    return { cert, key, ca, client };
+  }
+
+  /** (dialling, TLS) `checkServerIdentity`: the certificate must name the peer we dialled. */
+  private checkPeerCert(name: string, cert: PeerCertificate): Error | undefined {
+    if (certNamesNode(cert, name)) return undefined;
+    return new Error(`peer '${name}' presented a certificate for ${showCertNames(certNames(cert))}`);
+  }
+
   async start(): Promise<number> {
+    const tls = this.cfg.tls ? this.loadTls(this.cfg.tls) : null;
+    this.tls = tls;
     this.listenPort = await new Promise<number>((resolve, reject) => {
-      const server = createServer((s) => {
+      const onConn = (s: Socket): void => {
         if (this.stopped) return void s.destroy();
-        this.conns.add(new PeerConn(s, null, this, this.cfg, this.log));
-      });
+        this.conns.add(new PeerConn(s, null, this, this.cfg, this.log, tls !== null));
+      };
+      let server: Server;
+      if (tls === null) server = createServer(onConn);
+      else {
+        server = createTlsServer(
+          { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, minVersion: kMinTls, handshakeTimeout: this.cfg.authTimeoutMs },
+          onConn,
+        );
+        // the line below names the address even after the socket is gone: read it now
+        server.on('connection', (raw: Socket) => void raw.remoteAddress);
+        server.on('tlsClientError', (err, s) => {
+          if (this.stopped) return;
+          const raw = (s as unknown as { _parent?: Socket })._parent;
+          const from = raw?.remoteAddress !== undefined ? `${raw.remoteAddress}:${raw.remotePort}` : 'an unknown address';
+          // a certificate failing verification (rejectUnauthorized) surfaces as a hang-up with the code on the socket
+          const why = s.authorizationError ? `client certificate refused: ${describeVerifyCode(String(s.authorizationError))}` : describeTlsError(err);
+          this.log.warn(`peer link from ${from}: TLS handshake failed: ${why}`);
+        });
+      }
       server.once('error', reject);
       server.listen(this.cfg.listen.port, this.cfg.listen.ip, () => {
         server.off('error', reject);
@@ -212,7 +372,7 @@ export class PeerManager {
       });
       this.server = server;
     });
-    this.log.notice(`listening for peers on ${this.cfg.listen.ip}:${this.listenPort}; peers: ${this.cfg.peers.map((p) => `${p.name}@${p.host}:${p.port}`).join(', ') || 'none'}`);
+    this.log.notice(`listening for peers on ${this.cfg.listen.ip}:${this.listenPort} (${tls ? 'mutual TLS' : 'plain TCP'}); peers: ${this.cfg.peers.map((p) => `${p.name}@${p.host}:${p.port}`).join(', ') || 'none'}`);
     for (const p of this.cfg.peers) this.dial(p.name);
     this.heartbeat = setInterval(() => this.tick(), this.cfg.heartbeatMs);
     this.heartbeat.unref();
@@ -231,8 +391,18 @@ export class PeerManager {
     if (this.stopped || this.links.has(name) || this.timers.has(name)) return;
     const p = this.cfg.peers.find((x) => x.name === name);
     if (!p) return;
-    const s = connect({ host: p.host, port: p.port });
-    const c = new PeerConn(s, name, this, this.cfg, this.log);
+    const tls = this.tls;
+    const s = tls
+      ? tlsConnect({
+          host: p.host,
+          port: p.port,
+          secureContext: tls.client,
+          minVersion: kMinTls,
+          rejectUnauthorized: true,
+          checkServerIdentity: (_host, cert) => this.checkPeerCert(name, cert),
+        })
+      : connect({ host: p.host, port: p.port });
+    const c = new PeerConn(s, name, this, this.cfg, this.log, tls !== null);
     this.conns.add(c);
   }
 
@@ -287,7 +457,8 @@ export class PeerManager {
       this.log.warn(`peer '${c.peer}' down: ${reason}`);
       this.events.onDown(c.peer, reason);
     } else if (!c.up) {
-      this.log.info(`${c.label}: ${reason}`);
+      if (c.warnOnClose) this.log.warn(`${c.label}: ${reason}`);
+      else this.log.info(`${c.label}: ${reason}`);
     }
     if (c.dialled !== null) this.redial(c.dialled);
     else if (c.peer) this.redial(c.peer);
@@ -329,9 +500,15 @@ export class PeerManager {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     for (const c of this.links.values()) c.send({ type: MsgType.BYE, reason: 'node stopping' });
+    // half-close: what a peer sent before it read our BYE is still read and handled
+    const gone = [...this.conns].map((c) => new Promise<void>((r) => {
+      if (c.socket.destroyed) return r();
+      c.socket.once('close', () => r());
+    }));
     for (const c of [...this.conns]) c.close('node stopping', true);
     const s = this.server;
     this.server = null;
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    if (s) s.close();
+    await Promise.race([Promise.all(gone), new Promise((r) => setTimeout(r, 1500))]);
   }
 }

@@ -5,13 +5,17 @@
  * `test/unit/config/doc-drift.test.ts` checks that the doc and `config/cluster.xml` still match it.
  *
  * The file format mirrors jabberd2's own (router.xml, sm.xml): one root element, one element per
- * option, text values. Pure; main thread (read once at start-up).
+ * option, text values. Pure, except that the `<peers><tls>` parsers read the PEM files they name
+ * (to check them at load time); main thread (read once at start-up).
  */
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import type { LogLevelName } from '../log.ts';
 import { parseJid } from '../protocol/jid.ts';
+import { certNames, showCertNames } from '../cluster/peer-tls.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The validated configuration (deep-frozen at run time)
@@ -61,6 +65,18 @@ export interface ClusterConfig {
     heartbeatMs: number;
     /** largest frame payload accepted from a peer */
     maxFrameBytes: number;
+    /**
+     * mutual TLS on every peer link; absent: plain TCP. Absolute paths of PEM files, checked at
+     * load time (they exist and parse); the peer manager reads them when it starts.
+     */
+    tls?: {
+      /** this node's certificate (then any intermediates); it must name this node's id */
+      cert: string;
+      /** its private key, unencrypted */
+      key: string;
+      /** the CA certificate(s) peer certificates must chain to */
+      ca: string;
+    };
   };
   /** the clustered domains, lower-cased; empty = every domain the local sm binds */
   domains: string[];
@@ -290,6 +306,85 @@ const filePath: Pick<LeafSpec<string>, 'type' | 'parse'> = {
   },
 };
 
+// PEM files (<peers><tls>): read and parsed at load time, so that a typo or a wrong file fails
+// `--check-config` and start-up with the element and the file named, not every later connection.
+
+const kPemBlock = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n[\s\S]*?-----END \1-----/g;
+
+function pemBlocks(text: string): { label: string; pem: string }[] {
+  return [...text.matchAll(kPemBlock)].map((m) => ({ label: m[1]!, pem: m[0] }));
+}
+
+function readPem(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ValueError(`cannot read '${path}': ${err.code ?? err.message}`);
+  }
+}
+
+/** Every certificate of a PEM file, in file order (at least one); throws ValueError naming the file. */
+export function readPemCertificates(path: string): X509Certificate[] {
+  const blocks = pemBlocks(readPem(path)).filter((b) => b.label === 'CERTIFICATE' || b.label === 'TRUSTED CERTIFICATE');
+  if (blocks.length === 0) throw new ValueError(`'${path}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return blocks.map((b, i) => {
+    try {
+      return new X509Certificate(b.pem);
+    } catch (e) {
+      throw new ValueError(`'${path}': certificate ${i + 1} does not parse: ${(e as Error).message}`);
+    }
+  });
+}
+
+/** The private key of a PEM file (exactly one, unencrypted); throws ValueError naming the file. */
+export function readPemPrivateKey(path: string): KeyObject {
+  const text = readPem(path);
+  const keys = pemBlocks(text).filter((b) => b.label.endsWith('PRIVATE KEY'));
+  if (keys.length === 0) throw new ValueError(`'${path}' holds no PEM private key (-----BEGIN PRIVATE KEY-----)`);
+  if (keys.length > 1) throw new ValueError(`'${path}' holds ${keys.length} private keys; expected one`);
+  const k = keys[0]!;
+  if (k.label === 'ENCRYPTED PRIVATE KEY' || /^Proc-Type: 4,ENCRYPTED$/m.test(k.pem)) {
+    throw new ValueError(`'${path}': the private key is encrypted, which is not supported: store it unencrypted, readable by the service user only`);
+  }
+  try {
+    return createPrivateKey(k.pem);
+  } catch (e) {
+    // never quote the key; OpenSSL's messages do not either
+    throw new ValueError(`'${path}': the private key does not parse: ${(e as Error).message}`);
+  }
+}
+
+const pemCertFile: Pick<LeafSpec<string>, 'type' | 'parse'> = {
+  type: 'a PEM certificate file path (relative: to the directory of this file)',
+  parse: (raw, ctx) => {
+    const path = filePath.parse(raw, ctx);
+    const [leafCert] = readPemCertificates(path);
+    const now = Date.now();
+    if (Date.parse(leafCert!.validTo) < now) throw new ValueError(`the certificate in '${path}' expired on ${leafCert!.validTo}`);
+    if (Date.parse(leafCert!.validFrom) > now) throw new ValueError(`the certificate in '${path}' is not valid before ${leafCert!.validFrom}`);
+    return path;
+  },
+};
+
+const pemKeyFile: Pick<LeafSpec<string>, 'type' | 'parse'> = {
+  type: 'a PEM private key file path (relative: to the directory of this file)',
+  parse: (raw, ctx) => {
+    const path = filePath.parse(raw, ctx);
+    readPemPrivateKey(path);
+    return path;
+  },
+};
+
+const pemCaFile: Pick<LeafSpec<string>, 'type' | 'parse'> = {
+  type: 'a PEM file path of one or more CA certificates (relative: to the directory of this file)',
+  parse: (raw, ctx) => {
+    const path = filePath.parse(raw, ctx);
+    readPemCertificates(path);
+    return path;
+  },
+};
+
 const MiB = 1024 * 1024;
 
 /**
@@ -415,9 +510,9 @@ export const schema = group({
     }),
     peers: optionalGroup({
       xml: { elem: 'peers' },
-      doc: 'Peer links to the other nodes of the cluster. Optional: without `<peers>` the node runs alone and opens no peer port. Every node lists every other node as a `<peer>`, and all share one `<secret>`. Peer links are authenticated but not encrypted: keep them on a trusted network (or a VPN).',
+      doc: 'Peer links to the other nodes of the cluster. Optional: without `<peers>` the node runs alone and opens no peer port. Every node lists every other node as a `<peer>`, and all share one `<secret>`. Peer links are authenticated by the secret; they are plain TCP by default (keep them on a trusted network or a VPN), and mutual TLS with `<tls>`.',
       hints: {
-        pemfile: 'not supported: peer links are plain TCP; run them over a trusted network or a VPN',
+        pemfile: 'use <tls> with <cert>, <key> and <ca> (mutual TLS) instead',
       },
       children: {
         secret: requiredLeaf({
@@ -485,6 +580,33 @@ export const schema = group({
           defaultDoc: '4194304 (4 MiB)',
           doc: 'Largest message accepted from a peer, in bytes; a larger one closes the link. A stanza travels in one message, so this must exceed `limits.max_stanza_bytes` by at least 1024.',
           reload: false,
+        }),
+        tls: optionalGroup({
+          xml: { elem: 'tls' },
+          doc: "Mutual TLS on every peer link. Optional: without `<tls>` peer links are plain TCP. With it, every node must have it (a node without it cannot talk to one with it): the listener requires a client certificate, both ends verify the other's certificate against `<ca>` (TLS 1.2 or later), and the certificate must name the peer: its subject CN or one of its DNS subject alternative names must be exactly the peer's node name (`<peer><name>`, the peer's `<id>`; case-sensitive, no wildcards). A dialling node checks this for the peer it dialled, an accepting node for the name the peer authenticated with. The cluster-secret handshake still runs inside TLS. The three files are checked when the configuration is loaded and read when the node starts: a renewed certificate needs a restart. A TLS failure (unknown CA, wrong name, expired certificate, handshake error) is logged once per attempt and the peer is redialled with the usual backoff.",
+          children: {
+            cert: requiredLeaf({
+              xml: { elem: 'cert' },
+              ...pemCertFile,
+              defaultDoc: 'none: required in `<tls>`',
+              doc: "This node's certificate in PEM, followed by any intermediate CA certificates. Its subject CN or a DNS subject alternative name must be this node's `<id>`; for `openssl`, give it `extendedKeyUsage = serverAuth, clientAuth` (it serves both ends of a link). Relative paths resolve against the directory of this file.",
+              reload: false,
+            }),
+            key: requiredLeaf({
+              xml: { elem: 'key' },
+              ...pemKeyFile,
+              defaultDoc: 'none: required in `<tls>`',
+              doc: 'The private key of `<cert>`, in PEM, unencrypted: make the file readable by the service user only. Relative paths resolve against the directory of this file.',
+              reload: false,
+            }),
+            ca: requiredLeaf({
+              xml: { elem: 'ca' },
+              ...pemCaFile,
+              defaultDoc: 'none: required in `<tls>`',
+              doc: "The CA certificate(s), in PEM, that the other nodes' certificates must chain to; usually one private CA for the cluster. Only these are trusted (not the system's CAs). Relative paths resolve against the directory of this file.",
+              reload: false,
+            }),
+          },
         }),
       },
     }),
@@ -645,6 +767,39 @@ export const crossChecks: readonly CrossCheck[] = [
   {
     path: 'cluster.peers.retry.max_ms',
     check: (c) => (c.peers !== undefined && c.peers.retry.maxMs < c.peers.retry.initMs ? `must be at least init_ms (${c.peers.retry.initMs}), got ${c.peers.retry.maxMs}` : null),
+  },
+  {
+    path: 'cluster.peers.tls.key',
+    check: (c) => {
+      const tls = c.peers?.tls;
+      if (tls === undefined) return null;
+      try {
+        const cert = readPemCertificates(tls.cert)[0]!;
+        if (!cert.checkPrivateKey(readPemPrivateKey(tls.key))) return `the key in '${tls.key}' does not match the certificate in <cert> ('${tls.cert}')`;
+      } catch (e) {
+        // a file changed since it was parsed: report it here rather than crash
+        if (e instanceof ValueError) return e.message;
+        throw e;
+      }
+      return null;
+    },
+  },
+  {
+    path: 'cluster.peers.tls.cert',
+    check: (c) => {
+      const tls = c.peers?.tls;
+      if (tls === undefined) return null;
+      try {
+        const names = certNames(readPemCertificates(tls.cert)[0]!.toLegacyObject());
+        if (!names.includes(c.id)) {
+          return `the certificate in '${tls.cert}' is for ${showCertNames(names)}, not this node's id '${c.id}': peers refuse a certificate unless its subject CN or a DNS subject alternative name is the node's id`;
+        }
+      } catch (e) {
+        if (e instanceof ValueError) return e.message;
+        throw e;
+      }
+      return null;
+    },
   },
   {
     path: 'cluster.peers.max_frame_bytes',

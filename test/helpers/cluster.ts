@@ -4,7 +4,7 @@
  * nodes linked to each other. `stop()` stops everything, also after a failure.
  */
 import { join } from 'node:path';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Jabberd2, freePorts, ensureJabberd2Db, type Jabberd2Options } from '../../src/local/jabberd2.ts';
 import { nodeOptionsFor } from '../../src/local/node-options.ts';
@@ -80,6 +80,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster>
     async stop() {
       await Promise.all(members.map((m) => m.node.stop().catch(() => {})));
       await Promise.all(members.map((m) => m.j.cleanup().catch(() => {})));
+      if (!process.env.KEEP_JABBERD2_DIR) rmSync(base, { recursive: true, force: true });
     },
   };
   try {

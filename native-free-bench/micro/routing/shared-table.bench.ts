@@ -7,9 +7,13 @@
  * Lookups run on the main thread over all 1 M keys (the table, 32 MiB, is far larger than L2, as
  * in production) and over a hot set of 10k. Each tinybench sample is a batch of 1024 lookups; the
  * table prints per-lookup figures. Compare with /work/shared/docs/perf-probe.md §5 (worker figures).
- * Env: BENCH_KEYS (default 1000000), BENCH_TIME ms per task (default 500).
+ * Env: BENCH_KEYS (default 1000000), BENCH_TIME ms per task (default 500), BENCH_WARMUP ms per
+ * task (default 200), BENCH_JSON: also write the figures to this file (native-free-bench/run.ts).
  */
+import '../../guard.ts';
+import { writeFileSync } from 'node:fs';
 import { Bench } from 'tinybench';
+import { checkNativeFree } from '../../guard.ts';
 import { hash64BytesInto, hash64Into } from '../../../src/routing/hash.ts';
 import {
   SharedTable,
@@ -24,6 +28,7 @@ import {
 
 const N = Number(process.env['BENCH_KEYS'] ?? 1_000_000);
 const TIME = Number(process.env['BENCH_TIME'] ?? 500);
+const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 200);
 const BATCH = 1024;
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -145,7 +150,7 @@ for (let i = 0; i < N; i++) baseline.set(hitKeys[i]!, i);
 const HOT = Math.min(10_000, N);
 let sink = 0;
 const h2 = new Int32Array(2);
-const bench = new Bench({ time: TIME, warmupTime: 200 });
+const bench = new Bench({ time: TIME, warmupTime: WARMUP });
 
 for (const [set, len] of [['all', N], ['hot10k', HOT]] as const) {
   let cursor = 0;
@@ -255,3 +260,20 @@ const rows = bench.tasks.map((t) => {
 });
 console.table(rows);
 if (sink === 0.5) console.log(sink);
+const jsonOut = process.env['BENCH_JSON'];
+if (jsonOut !== undefined && jsonOut !== '') {
+  writeFileSync(jsonOut, JSON.stringify({
+    guard: await checkNativeFree(),
+    keys: N,
+    capacitySlots: table.capacity,
+    loadFactor: Number(table.loadFactor.toFixed(3)),
+    sabBytes: table.sab.byteLength,
+    probes: { hit: Number(probes.hit.toFixed(2)), miss: Number(probes.miss.toFixed(2)) },
+    insertMPerSec: Number(median(insertRates).toFixed(2)),
+    deleteMPerSec: Number(median(deleteRates).toFixed(2)),
+    mapHeapMiB: Number.isNaN(mapHeap) ? null : Number(mib(mapHeap)),
+    mapOwnKeysHeapMiB: Number.isNaN(mapStringsHeap) ? null : Number(mib(mapStringsHeap)),
+    unit: 'per lookup',
+    rows,
+  }, null, 2) + '\n');
+}

@@ -1,11 +1,13 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, defaultConfig, loadConfig, loadUsers, parseConfig, parseUsers } from '../../../src/config/load.ts';
 import { defaultWorkers, type ClusterConfig } from '../../../src/config/schema.ts';
+import { TestPki, opensslMissing, type TlsFiles } from '../../helpers/tls.ts';
 
 const kSample = fileURLToPath(new URL('../../../config/cluster.xml', import.meta.url));
 const kSampleUsers = fileURLToPath(new URL('../../../config/router-users.xml', import.meta.url));
@@ -323,7 +325,7 @@ test('peers: errors name the exact element, counting repeated ones from 1', () =
     [peers(`<peer name='x'><name>node2</name><host>h</host></peer>`), 'cluster.peers.peer[1]@name', /unknown attribute 'name' on <peer>/],
     [peers(`<secret>${kSecret}</secret><secret>${kSecret}</secret>${peer('node2')}`), 'cluster.peers.secret', /repeated element <secret>/],
     [`<cluster><peers><secret>${kSecret}</secret>${peer('node2')}</peers><peers/></cluster>`, 'cluster.peers', /repeated element <peers>/],
-    [peers(`${peer('node2')}<pemfile>x.pem</pemfile>`), 'cluster.peers.pemfile', /not supported: peer links are plain TCP/],
+    [peers(`${peer('node2')}<pemfile>x.pem</pemfile>`), 'cluster.peers.pemfile', /unknown element <pemfile>: use <tls> with <cert>, <key> and <ca> \(mutual TLS\) instead/],
     [`<cluster>${peer('node2')}</cluster>`, 'cluster.peer', /unknown element <peer>; expected one of: /],
   ];
   for (const [xml, path, re] of cases) rejects(xml, path, re);
@@ -366,4 +368,93 @@ test('domains: a list, lower-cased, each once', () => {
     ['<cluster><domains/><domains/></cluster>', 'cluster.domains', /repeated element <domains>/],
   ];
   for (const [xml, path, re] of cases) rejects(xml, path, re);
+});
+
+// ---------------------------------------------------------------------------------------------
+// <peers><tls>
+
+const tlsSkip = opensslMissing() ?? false;
+let pkiCache: { pki: TestPki; node1: TlsFiles; node2: TlsFiles; bundle: string } | null = null;
+/** A throwaway PKI (openssl CLI), made on first use. */
+function testPki(): NonNullable<typeof pkiCache> {
+  if (pkiCache === null) {
+    const pki = new TestPki();
+    const ca = pki.ca('ca');
+    const other = pki.ca('other');
+    const bundle = join(pki.dir, 'bundle.pem');
+    writeFileSync(bundle, readFileSync(ca, 'utf8') + readFileSync(other, 'utf8'));
+    pkiCache = { pki, node1: pki.node('node1', 'ca', 'node1'), node2: pki.node('node2', 'ca', 'other-name', { dns: ['node2'] }), bundle };
+  }
+  return pkiCache;
+}
+after(() => pkiCache?.pki.rm());
+
+const tlsXml = (t: Partial<TlsFiles>, id = 'node1'): string =>
+  peers(`${peer('node2')}<tls>${t.cert !== undefined ? `<cert>${t.cert}</cert>` : ''}${t.key !== undefined ? `<key>${t.key}</key>` : ''}${t.ca !== undefined ? `<ca>${t.ca}</ca>` : ''}</tls>`, id);
+
+test('peers.tls: three PEM files, relative paths resolved against the config directory; absent: plain TCP', { skip: tlsSkip }, () => {
+  const { pki, node1, node2, bundle } = testPki();
+  assert.deepEqual(parse(tlsXml(node1)).peers?.tls, node1);
+  // relative to the directory of the configuration file; a CA bundle; a certificate named by a DNS SAN only
+  const c = parseConfig(tlsXml({ cert: ' node2.pem ', key: './node2.key', ca: 'bundle.pem' }, 'node2').replace(peer('node2'), peer('node1')), pki.dir, 'test.xml');
+  assert.deepEqual(c.peers?.tls, { cert: node2.cert, key: node2.key, ca: bundle });
+  assert.ok(Object.isFrozen(c.peers!.tls));
+  assert.ok(!('tls' in parse(peers(peer('node2'))).peers!));
+});
+
+test('peers.tls: every file required, and must exist and parse as PEM; errors name the element and the file', { skip: tlsSkip }, (t) => {
+  const { pki, node1, node2 } = testPki();
+  const d = tmp(t);
+  const file = (name: string, text: string): string => {
+    writeFileSync(join(d, name), text);
+    return join(d, name);
+  };
+  const keyPem = readFileSync(node1.key, 'utf8');
+  const keyBody = keyPem.split('\n')[1]!;
+  const garbage = file('garbage.pem', 'not a PEM file\n');
+  const badCert = file('bad-cert.pem', '-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
+  const badKey = file('bad-key.pem', '-----BEGIN PRIVATE KEY-----\nTm90IGEga2V5\n-----END PRIVATE KEY-----\n');
+  const encrypted = file('enc.key', createPrivateKey(keyPem).export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'pass' }) as string);
+  const twoKeys = file('two.key', keyPem + readFileSync(node2.key, 'utf8'));
+  const missing = join(d, 'missing.pem');
+  const q = (p: string): string => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const cases: [string, string, RegExp][] = [
+    [peers(`${peer('node2')}<tls/>`), 'cluster.peers.tls.cert', /^cluster\.peers\.tls\.cert: missing <cert>: required in <tls> \(line 1 of test\.xml\)$/],
+    [tlsXml({ cert: node1.cert, ca: node1.ca }), 'cluster.peers.tls.key', /missing <key>: required in <tls>/],
+    [tlsXml({ cert: node1.cert, key: node1.key }), 'cluster.peers.tls.ca', /missing <ca>: required in <tls>/],
+    [tlsXml({ ...node1, cert: missing }), 'cluster.peers.tls.cert', new RegExp(`^cluster\\.peers\\.tls\\.cert: cannot read '${q(missing)}': ENOENT \\(line 1 of test\\.xml\\)$`)],
+    [tlsXml({ ...node1, key: missing }), 'cluster.peers.tls.key', new RegExp(`cannot read '${q(missing)}': ENOENT`)],
+    [tlsXml({ ...node1, ca: d }), 'cluster.peers.tls.ca', new RegExp(`cannot read '${q(d)}': EISDIR`)],
+    [tlsXml({ ...node1, cert: garbage }), 'cluster.peers.tls.cert', new RegExp(`'${q(garbage)}' holds no PEM certificate`)],
+    [tlsXml({ ...node1, cert: node1.key }), 'cluster.peers.tls.cert', new RegExp(`'${q(node1.key)}' holds no PEM certificate`)],
+    [tlsXml({ ...node1, cert: badCert }), 'cluster.peers.tls.cert', new RegExp(`'${q(badCert)}': certificate 1 does not parse`)],
+    [tlsXml({ ...node1, ca: garbage }), 'cluster.peers.tls.ca', new RegExp(`'${q(garbage)}' holds no PEM certificate`)],
+    [tlsXml({ ...node1, key: node1.cert }), 'cluster.peers.tls.key', new RegExp(`'${q(node1.cert)}' holds no PEM private key`)],
+    [tlsXml({ ...node1, key: badKey }), 'cluster.peers.tls.key', new RegExp(`'${q(badKey)}': the private key does not parse`)],
+    [tlsXml({ ...node1, key: encrypted }), 'cluster.peers.tls.key', new RegExp(`'${q(encrypted)}': the private key is encrypted, which is not supported`)],
+    [tlsXml({ ...node1, key: twoKeys }), 'cluster.peers.tls.key', /holds 2 private keys; expected one/],
+    // cross-checks: the key belongs to the certificate; the certificate names this node
+    [tlsXml({ ...node1, key: node2.key }), 'cluster.peers.tls.key', new RegExp(`the key in '${q(node2.key)}' does not match the certificate in <cert> \\('${q(node1.cert)}'\\)`)],
+    [tlsXml(node2, 'node1').replace(peer('node2'), peer('node3')), 'cluster.peers.tls.cert', new RegExp(`the certificate in '${q(node2.cert)}' is for 'other-name', 'node2', not this node's id 'node1'`)],
+    // structure
+    [peers(`${peer('node2')}<tls><cert>${node1.cert}</cert><key>${node1.key}</key><ca>${node1.ca}</ca><password>x</password></tls>`), 'cluster.peers.tls.password', /unknown element <password>; expected one of: cert, key, ca/],
+    [peers(`${peer('node2')}<tls><cert>${node1.cert}</cert><cert>${node1.cert}</cert></tls>`), 'cluster.peers.tls.cert', /repeated element <cert>/],
+    [peers(`${peer('node2')}<tls><cert></cert></tls>`), 'cluster.peers.tls.cert', /expected a file path, got nothing/],
+    [peers(`${peer('node2')}<tls>x</tls>`), 'cluster.peers.tls', /unexpected text "x" in <tls>/],
+    [peers(`${peer('node2')}<tls/><tls/>`), 'cluster.peers.tls', /repeated element <tls>/],
+    [`<cluster><tls/></cluster>`, 'cluster.tls', /unknown element <tls>/],
+  ];
+  for (const [xml, path, re] of cases) {
+    const e = rejects(xml, path, re);
+    assert.ok(!e.message.includes(keyBody), `key material in: ${e.message}`);
+  }
+  assert.ok(pki.dir !== d);
+});
+
+test("peers.tls: the sample's commented-out <tls> block is valid once its files exist", { skip: tlsSkip }, () => {
+  const { node1 } = testPki();
+  const block = /^[ \t]*<tls>[\s\S]*?<\/tls>/m.exec(readFileSync(kSample, 'utf8'))?.[0];
+  assert.ok(block !== undefined, 'no <tls> block in config/cluster.xml');
+  const real = block.replace(/<(cert|key|ca)>[^<]*<\/\1>/g, (_m, el: 'cert' | 'key' | 'ca') => `<${el}>${node1[el]}</${el}>`);
+  assert.deepEqual(parse(peers(`${peer('node2')}${real}`)).peers?.tls, node1);
 });

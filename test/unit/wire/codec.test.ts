@@ -142,7 +142,7 @@ test('STANZA fast paths agree with msgpackr at every size class', () => {
 test('forward compatibility: trailing fields a later version appends are ignored', () => {
   const hello = raw.pack([1, 2, 1, 'node9', 5, ['x'], nonce, { future: true }, 'more']);
   assert.deepStrictEqual(decode(hello), { type: MsgType.HELLO, version: 2, minVersion: 1, node: 'node9', incarnation: 5, caps: ['x'], nonce });
-  const s = ['j@d/r', 'n1', 'n2', 'c2s', 'sm1', 5, true, 10, 'extra-session-field'];
+  const s = ['j@d/r', 'n1', 'n2', 'c2s', 'sm1', 5, true, 10, '11', 'extra-session-field'];
   const snap = decode(raw.pack([5, 'n1', 1, 2, [s], [['d', 'domain', 'extra']], 'extra']));
   assert.deepStrictEqual(snap, {
     type: MsgType.SNAPSHOT,
@@ -171,7 +171,7 @@ function rejects(payload: Uint8Array, re: RegExp): void {
 }
 
 test('malformed input: a WireError naming the problem', () => {
-  const s = ['j@d/r', 'n1', 'n2', 'c2s', 'sm1', 5, true, 10];
+  const s = ['j@d/r', 'n1', 'n2', 'c2s', 'sm1', 5, true, 10, '11'];
   const cases: [unknown, RegExp | 'valid'][] = [
     ['not an array', /^message: expected an array \[type, …\], got string "not an array"$/],
     [new Map([['type', 1]]), /^message: expected an array .*got map of 1$/],
@@ -194,7 +194,7 @@ test('malformed input: a WireError naming the problem', () => {
     [[2], /^AUTH: expected AUTH \[2, proof\], got only 1 element$/],
     [[4, null], /^AUTH_FAIL\.reason: expected a string, got nil$/],
     [[5, 'n1', 1, 2, [s], []], 'valid'],
-    [[5, 'n1', 1, 2, [s, [...s.slice(0, 5), 300, true, 10]], []], /^SNAPSHOT\.sessions\[1\]\.prio: expected an integer -128\.\.127, got number 300$/],
+    [[5, 'n1', 1, 2, [s, [...s.slice(0, 5), 300, true, 10, '11']], []], /^SNAPSHOT\.sessions\[1\]\.prio: expected an integer -128\.\.127, got number 300$/],
     [[5, 'n1', 1, 2, [s, [...s.slice(0, 6), 1, 10]], []], /^SNAPSHOT\.sessions\[1\]\.avail: expected a boolean, got number 1$/],
     [[5, 'n1', 1, 2, [s.slice(0, 7)], []], /^SNAPSHOT\.sessions\[0\]: expected a session \[jid, .*\], got only 7 elements$/],
     [[5, 'n1', 1, 2, [], [['x', 'router']]], /^SNAPSHOT\.names\[0\]\.kind: expected one of 'sm', 'domain', 'component', got string "router"$/],

@@ -1,0 +1,265 @@
+/**
+ * From the results JSON: the targets (MET/MISSED with ratios), the text report printed on stdout,
+ * and the SVG chart (throughput against workers, baselines as horizontal lines; hand-written).
+ */
+
+/* The parts of the results this module reads (everything else passes through untouched). */
+export interface LatencyS { p50Us: number; p99Us: number }
+export interface PeakS { stanzasPerSec: number; mbPerSec: number; cpuSecPerMillion: number; targetCores: number; genCores: number; foreignCores: number }
+export interface NodeRun { workers: number; skipped?: string; pinned?: boolean; placement?: string; latency1?: LatencyS; peak?: PeakS; halfPeak?: (LatencyS & { targetPerSec: number; achievedPerSec: number; inFlightAtEnd: number }) | null }
+export interface Results {
+  label: string;
+  quick: boolean;
+  startedAt: string;
+  durationSec: number;
+  workers: number[];
+  machine: Record<string, unknown>;
+  sections: {
+    micro: Record<string, { rows?: Record<string, unknown>[]; error?: string } & Record<string, unknown>>;
+    macro: {
+      singleNode: NodeRun[] | { error: string };
+      twoNodes: NodeRun[] | { error: string };
+      baselines: {
+        byteRelay: ({ latency1: LatencyS; peak: PeakS; capacityPerSec: number; pinned: boolean } & Record<string, unknown>) | { error: string };
+        directPath: ({ latency1: LatencyS } & Record<string, unknown>) | { error: string };
+        jabberd2Router: ({ latency1: LatencyS; peak: PeakS; halfPeak: NodeRun['halfPeak']; pinned: boolean; version: string } & Record<string, unknown>) | { error: string };
+      };
+      endToEnd: Record<string, unknown>;
+    };
+    routeTable: Record<string, unknown>;
+  };
+  targets?: Target[];
+  errors: string[];
+}
+
+export interface Target {
+  name: string;
+  value: number | null;
+  unit: string;
+  op: '>=' | '<=';
+  target: number;
+  /** value ÷ target */
+  ratio: number | null;
+  status: 'MET' | 'MISSED' | 'N/A';
+  note: string;
+}
+
+function ok<T extends object>(x: T | { error: string } | undefined): T | null {
+  return x !== undefined && !('error' in x) ? x : null;
+}
+
+/** The supported node run with the highest peak. */
+export function bestRun(runs: NodeRun[] | { error: string }): NodeRun | null {
+  if (!Array.isArray(runs)) return null;
+  let best: NodeRun | null = null;
+  for (const r of runs) if (r.peak && (best === null || r.peak.stanzasPerSec > best.peak!.stanzasPerSec)) best = r;
+  return best;
+}
+
+function target(name: string, value: number | null, unit: string, op: '>=' | '<=', t: number, note: string): Target {
+  if (value === null || !Number.isFinite(value)) return { name, value: null, unit, op, target: t, ratio: null, status: 'N/A', note };
+  const met = op === '>=' ? value >= t : value <= t;
+  return { name, value: round3(value), unit, op, target: t, ratio: round3(value / t), status: met ? 'MET' : 'MISSED', note };
+}
+
+function round3(x: number): number {
+  return Number(x.toPrecision(3));
+}
+
+export function computeTargets(r: Results): Target[] {
+  const m = r.sections.macro;
+  const node = bestRun(m.singleNode);
+  const jd2 = ok(m.baselines.jabberd2Router);
+  const relay = ok(m.baselines.byteRelay);
+  const direct = ok(m.baselines.directPath);
+  const rt = r.sections.routeTable as { routes?: number; memory?: { totalBytes: number }; resync?: { oneFrame: { totalMs: number; maxFrameBytesNeeded: number }; chunked: { totalMs: number; frames: number } } };
+  const w = node ? `workers=${node.workers}, ${node.pinned ? 'pinned' : 'not pinned'}` : '';
+  const out: Target[] = [];
+  out.push(target('node routes/s ÷ jabberd2-router routes/s', node?.peak && jd2 ? node.peak.stanzasPerSec / jd2.peak.stanzasPerSec : null, '×', '>=', 2,
+    node?.peak && jd2 ? `${Math.round(node.peak.stanzasPerSec)} vs ${Math.round(jd2.peak.stanzasPerSec)} routes/s (${w})` : 'not measured'));
+  out.push(target('node CPU per route ÷ jabberd2-router CPU per route', node?.peak && jd2 ? node.peak.cpuSecPerMillion / jd2.peak.cpuSecPerMillion : null, '×', '<=', 1,
+    node?.peak && jd2 ? `${node.peak.cpuSecPerMillion.toFixed(2)} vs ${jd2.peak.cpuSecPerMillion.toFixed(2)} CPU s per million routes` : 'not measured'));
+  out.push(target('node routes/s ÷ byte relay capacity', node?.peak && relay ? node.peak.stanzasPerSec / relay.capacityPerSec : null, '×', '>=', 0.1,
+    node?.peak && relay ? `relay: ${Math.round(relay.peak.stanzasPerSec)} routes/s measured at ${(relay.peak.targetCores * 100).toFixed(0)} % of a core → ${Math.round(relay.capacityPerSec)} routes/s per core` : 'not measured'));
+  out.push(target('p50 added latency, one route in flight', node?.latency1 && direct ? node.latency1.p50Us - direct.latency1.p50Us : null, 'µs', '<=', 50,
+    node?.latency1 && direct ? `node path p50 ${node.latency1.p50Us} µs − direct path p50 ${direct.latency1.p50Us} µs` : 'not measured'));
+  const hp = node?.halfPeak;
+  out.push(target('p99 added latency at half of peak load', hp && direct ? hp.p99Us - direct.latency1.p50Us : null, 'µs', '<=', 1000,
+    hp && direct ? `p99 ${hp.p99Us} µs at ${hp.achievedPerSec} routes/s (asked ${hp.targetPerSec}; ${hp.inFlightAtEnd} in flight at the end) − direct p50 ${direct.latency1.p50Us} µs; ${node?.pinned ? 'pinned' : 'not pinned'}` : 'not measured'));
+  const n = rt.routes ?? 0;
+  const scale = n > 0 ? 1_000_000 / n : 0;
+  const extrap = n !== 1_000_000 ? ` (extrapolated ×${scale.toFixed(0)} from ${n.toLocaleString('en')} routes)` : '';
+  out.push(target('memory for 1 M routes', rt.memory ? (rt.memory.totalBytes * scale) / 2 ** 20 : null, 'MiB', '<=', 64,
+    `ClusterTable (sessions + bare-JID index) on a joining node${extrap}`));
+  out.push(target('resync 1 M routes, one SNAPSHOT frame', rt.resync ? (rt.resync.oneFrame.totalMs * scale) / 1000 : null, 's', '<=', 5,
+    rt.resync ? `frame of ${(rt.resync.oneFrame.maxFrameBytesNeeded * scale / 2 ** 20).toFixed(0)} MiB: needs max_frame_bytes raised from 4 MiB${extrap}` : 'not measured'));
+  out.push(target('resync 1 M routes, chunked ≤ 4 MiB frames', rt.resync ? (rt.resync.chunked.totalMs * scale) / 1000 : null, 's', '<=', 5,
+    rt.resync ? `${rt.resync.chunked.frames} frames (SNAPSHOT + DELTAs; not in the protocol today)${extrap}` : 'not measured'));
+  return out;
+}
+
+// ---- text ---------------------------------------------------------------------------------
+
+function table(header: string[], rows: string[][], right: boolean[] = []): string {
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]): string => r.map((c, i) => (right[i] ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join('  ').trimEnd();
+  return [fmt(header), w.map((x) => '-'.repeat(x)).join('  '), ...rows.map(fmt)].join('\n');
+}
+
+const int = (x: number | undefined | null): string => (x === undefined || x === null || !Number.isFinite(x) ? '–' : Math.round(x).toLocaleString('en'));
+const f2 = (x: number | undefined | null): string => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x.toFixed(2));
+const f1 = (x: number | undefined | null): string => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x.toFixed(1));
+
+export function textReport(r: Results): string {
+  const out: string[] = [];
+  const mc = r.machine;
+  out.push(`jabberd2-cluster native-free benchmark: ${r.label}${r.quick ? ' (--quick: only checks that the suite runs; figures meaningless)' : ''}`);
+  out.push(`${r.startedAt}, ${r.durationSec.toFixed(0)} s; Node ${String(mc['node'])}, ${String(mc['cpus'])} × ${String(mc['cpuModel'])}; msgpackr native acceleration: off (checked)`);
+  out.push('');
+  out.push('Micro-benchmarks (tinybench; per operation)');
+  const microRows: string[][] = [];
+  for (const [name, sec] of Object.entries(r.sections.micro)) {
+    if (sec.error !== undefined) {
+      microRows.push([name, `ERROR: ${sec.error}`, '', '', '']);
+      continue;
+    }
+    for (const row of sec.rows ?? []) {
+      const ns = Number(row['nsPerOp'] ?? row['ns/op']);
+      const mb = row['mbPerSec'];
+      microRows.push([name, String(row['task']), f1(ns), int(1e9 / ns), typeof mb === 'number' ? f1(mb) : '']);
+    }
+  }
+  out.push(table(['bench', 'task', 'ns/op', 'ops/s', 'MB/s'], microRows, [false, false, true, true, true]));
+  out.push('');
+  out.push('Forwarding (macro): routes both ways at once (router→sm and sm→router), ~320 B routes');
+  const m = r.sections.macro;
+  const mrows: string[][] = [];
+  const addRun = (name: string, x: { peak?: PeakS; latency1?: LatencyS; halfPeak?: NodeRun['halfPeak']; pinned?: boolean } | null, err?: string): void => {
+    if (x === null) return void mrows.push([name, `ERROR: ${err ?? 'not measured'}`]);
+    mrows.push([name, int(x.peak?.stanzasPerSec), f1(x.peak?.mbPerSec), f2(x.peak?.cpuSecPerMillion), x.peak ? `${(x.peak.targetCores * 100).toFixed(0)} %` : '–',
+      f1(x.latency1?.p50Us), f1(x.latency1?.p99Us), x.halfPeak ? f1(x.halfPeak.p50Us) : '–', x.halfPeak ? f1(x.halfPeak.p99Us) : '–', x.peak ? `${(x.peak.foreignCores * 100).toFixed(0)} %` : '–', x.pinned ? 'yes' : 'no']);
+  };
+  for (const [name, runs] of [['node (a)', m.singleNode], ['2 nodes (b)', m.twoNodes]] as const) {
+    if (!Array.isArray(runs)) addRun(name, null, runs.error);
+    else for (const x of runs) {
+      if (x.skipped !== undefined) mrows.push([`${name} workers=${x.workers}`, `skipped: ${x.skipped}`]);
+      else addRun(`${name} workers=${x.workers}`, x);
+    }
+  }
+  const b = m.baselines;
+  addRun('byte relay', ok(b.byteRelay), 'error' in b.byteRelay ? b.byteRelay.error : undefined);
+  addRun('jabberd2-router', ok(b.jabberd2Router), 'error' in b.jabberd2Router ? b.jabberd2Router.error : undefined);
+  const d = ok(b.directPath);
+  mrows.push(['direct (no hop)', '', '', '', '', f1(d?.latency1.p50Us), f1(d?.latency1.p99Us), '', '', '', '']);
+  out.push(table(['path', 'routes/s', 'MB/s', 'CPU s/M', 'CPU', 'p50 µs', 'p99 µs', 'p50@½', 'p99@½', 'others', 'pinned'], mrows, [false, true, true, true, true, true, true, true, true, true, false]));
+  out.push('  CPU s/M: CPU seconds of the measured process(es) per million routes; CPU: its share of a core; p50/p99: one route in flight; @½: at half of its peak; others: CPU used by other processes on the machine meanwhile');
+  const e2e = m.endToEnd;
+  out.push(`  (d) end to end through real jabberd2: ${String(e2e['status'] ?? '')}`);
+  const rb = ok(b.byteRelay);
+  if (rb) out.push(`  byte relay: ${int(rb.peak.stanzasPerSec)} routes/s with the relay at ${(rb.peak.targetCores * 100).toFixed(0)} % of a core and the generator at ${(rb.peak.genCores * 100).toFixed(0)} %: capacity ≈ ${int(rb.capacityPerSec)} routes/s per core`);
+  out.push('');
+  const rt = r.sections.routeTable as Record<string, Record<string, unknown>> & { routes?: number; error?: string };
+  if (rt.error !== undefined) out.push(`Route table: ERROR: ${rt.error}`);
+  else {
+    const mem = rt['memory']!;
+    const lk = rt['lookups']!;
+    const rs = rt['resync']! as Record<string, unknown> & { oneFrame: Record<string, number>; chunked: Record<string, number> };
+    out.push(`Route table: ${int(rt.routes)} routes (sessions, one per user) on a joining node`);
+    out.push(`  memory ${String(mem['totalMiB'])} MiB (heap ${String(mem['heapMiB'])} MiB + index ${String(mem['indexMiB'])} MiB; ${String(mem['bytesPerRoute'])} B/route); ${String(mem['note'])}`);
+    out.push(`  homeOf: ${int(Number(lk['homeOfPerSec']))} lookups/s random over all, ${int(Number(lk['homeOfHot10kPerSec']))} over a hot 10k`);
+    out.push(`  SNAPSHOT: ${String(rs['snapshotFrameMiB'])} MiB (${String(rs['bytesPerSession'])} B/session); default max_frame_bytes 4 MiB holds ${int(Number(rs['maxSessionsPerDefaultFrame']))} sessions: ${rs['fitsDefaultMaxFrame'] ? 'fits' : 'DOES NOT FIT (the receiver closes the link)'}`);
+    for (const [k, p] of [['one frame', rs.oneFrame], ['chunked', rs.chunked]] as const) {
+      out.push(`  resync ${k}: ${f2(p['totalMs']! / 1000)} s = snapshot ${p['snapshotMs']} + encode ${p['encodeMs']} + transfer ${p['transferMs']} + decode ${p['decodeMs']} + apply ${p['applyMs']} ms${p['frames'] !== undefined ? ` (${p['frames']} frames)` : ''}`);
+    }
+  }
+  out.push('');
+  out.push('Targets (reported, never asserted)');
+  out.push(table(['', 'target', 'measured', 'goal', 'of goal', 'how'], (r.targets ?? []).map((t) => [t.status, t.name, t.value === null ? '–' : `${t.value} ${t.unit}`, `${t.op === '>=' ? '≥' : '≤'} ${t.target} ${t.unit}`, t.ratio === null ? '–' : `${t.ratio}`, t.note])));
+  if (r.errors.length > 0) {
+    out.push('');
+    out.push(`ERRORS: ${r.errors.join('; ')}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+// ---- SVG ----------------------------------------------------------------------------------
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Throughput against worker count (log scale), with the baselines as horizontal lines. */
+export function renderSvg(r: Results): string {
+  const W = 760;
+  const H = 440;
+  const L = 80;
+  const R = 230;
+  const T = 50;
+  const B = 60;
+  const pw = W - L - R;
+  const ph = H - T - B;
+  const m = r.sections.macro;
+  const series: { name: string; color: string; pts: [number, number][] }[] = [];
+  for (const [name, runs, color] of [['node (a)', m.singleNode, '#1f77b4'], ['2 nodes (b), route rate', m.twoNodes, '#2ca02c']] as const) {
+    if (Array.isArray(runs)) series.push({ name, color, pts: runs.filter((x) => x.peak).map((x) => [x.workers, x.peak!.stanzasPerSec]) });
+  }
+  const lines: { name: string; color: string; y: number; dash: string }[] = [];
+  const relay = ok(m.baselines.byteRelay);
+  const jd2 = ok(m.baselines.jabberd2Router);
+  if (relay) {
+    lines.push({ name: `byte relay, per core (${int(relay.capacityPerSec)})`, color: '#7f7f7f', y: relay.capacityPerSec, dash: '' });
+    lines.push({ name: `target: 10 % of byte relay`, color: '#7f7f7f', y: relay.capacityPerSec * 0.1, dash: '6 4' });
+  }
+  if (jd2) {
+    lines.push({ name: `jabberd2-router (${int(jd2.peak.stanzasPerSec)})`, color: '#d62728', y: jd2.peak.stanzasPerSec, dash: '' });
+    lines.push({ name: 'target: 2 × jabberd2-router', color: '#d62728', y: jd2.peak.stanzasPerSec * 2, dash: '6 4' });
+  }
+  const ys = [...series.flatMap((s) => s.pts.map((p) => p[1])), ...lines.map((l) => l.y)].filter((y) => y > 0 && Number.isFinite(y));
+  const lo = 10 ** Math.floor(Math.log10(Math.min(...ys, 1e4)));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...ys, 1e5)));
+  const yOf = (v: number): number => T + ph - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * ph;
+  const ws = [...new Set([...r.workers, 0])].sort((a, b) => a - b);
+  const xOf = (w: number): number => L + (ws.length === 1 ? pw / 2 : (ws.indexOf(w) / (ws.length - 1)) * pw * 0.9 + pw * 0.05);
+  const s: string[] = [];
+  s.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  s.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  s.push(`<text x="${L}" y="22" font-size="15" font-weight="bold">jabberd2-cluster: routes/s against worker threads</text>`);
+  s.push(`<text x="${L}" y="40" fill="#555">${esc(`${r.label}, ${r.startedAt.slice(0, 10)}; ${String(r.machine['cpus'])} × ${String(r.machine['cpuModel'])}; both directions, ~320 B routes; log scale`)}</text>`);
+  for (let d = lo; d <= hi; d *= 10) {
+    const y = yOf(d);
+    s.push(`<line x1="${L}" y1="${y.toFixed(1)}" x2="${L + pw}" y2="${y.toFixed(1)}" stroke="#ddd"/>`);
+    s.push(`<text x="${L - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${d >= 1e6 ? `${d / 1e6} M` : d >= 1e3 ? `${d / 1e3} k` : d}</text>`);
+    for (const k of [2, 5]) if (d * k < hi) s.push(`<line x1="${L}" y1="${yOf(d * k).toFixed(1)}" x2="${L + pw}" y2="${yOf(d * k).toFixed(1)}" stroke="#f0f0f0"/>`);
+  }
+  s.push(`<rect x="${L}" y="${T}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
+  for (const w of ws) {
+    const x = xOf(w);
+    s.push(`<line x1="${x.toFixed(1)}" y1="${T + ph}" x2="${x.toFixed(1)}" y2="${T + ph + 5}" stroke="#333"/>`);
+    s.push(`<text x="${x.toFixed(1)}" y="${T + ph + 18}" text-anchor="middle">${w}</text>`);
+  }
+  s.push(`<text x="${L + pw / 2}" y="${H - 22}" text-anchor="middle">worker threads (0 = everything inline on the main thread)</text>`);
+  s.push(`<text transform="translate(18 ${T + ph / 2}) rotate(-90)" text-anchor="middle">routes/s</text>`);
+  for (const l of lines) {
+    const y = yOf(l.y).toFixed(1);
+    s.push(`<line x1="${L}" y1="${y}" x2="${L + pw}" y2="${y}" stroke="${l.color}" stroke-width="1.5"${l.dash ? ` stroke-dasharray="${l.dash}"` : ''}/>`);
+  }
+  for (const se of series) {
+    if (se.pts.length > 1) s.push(`<polyline fill="none" stroke="${se.color}" stroke-width="2" points="${se.pts.map(([w, v]) => `${xOf(w).toFixed(1)},${yOf(v).toFixed(1)}`).join(' ')}"/>`);
+    for (const [w, v] of se.pts) {
+      s.push(`<circle cx="${xOf(w).toFixed(1)}" cy="${yOf(v).toFixed(1)}" r="5" fill="${se.color}"/>`);
+      s.push(`<text x="${(xOf(w) + 8).toFixed(1)}" y="${(yOf(v) - 6).toFixed(1)}" fill="${se.color}">${int(v)}</text>`);
+    }
+  }
+  let ly = T + 8;
+  const lx = L + pw + 16;
+  for (const se of series) {
+    s.push(`<circle cx="${lx + 10}" cy="${ly}" r="5" fill="${se.color}"/><text x="${lx + 24}" y="${ly + 4}">${esc(se.name)}</text>`);
+    ly += 20;
+  }
+  for (const l of lines) {
+    s.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 20}" y2="${ly}" stroke="${l.color}" stroke-width="1.5"${l.dash ? ` stroke-dasharray="${l.dash}"` : ''}/><text x="${lx + 24}" y="${ly + 4}">${esc(l.name)}</text>`);
+    ly += 20;
+  }
+  s.push('</svg>');
+  return s.join('\n') + '\n';
+}
