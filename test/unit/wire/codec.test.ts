@@ -195,7 +195,7 @@ test('malformed input: a WireError naming the problem', () => {
     [[4, null], /^AUTH_FAIL\.reason: expected a string, got nil$/],
     [[5, 'n1', 1, 2, [s], []], 'valid'],
     [[5, 'n1', 1, 2, [s, [...s.slice(0, 5), 300, true, 10, '11']], []], /^SNAPSHOT\.sessions\[1\]\.prio: expected an integer -128\.\.127, got number 300$/],
-    [[5, 'n1', 1, 2, [s, [...s.slice(0, 6), 1, 10]], []], /^SNAPSHOT\.sessions\[1\]\.avail: expected a boolean, got number 1$/],
+    [[5, 'n1', 1, 2, [s, [...s.slice(0, 6), 1, 10, '11']], []], /^SNAPSHOT\.sessions\[1\]\.avail: expected a boolean, got number 1$/],
     [[5, 'n1', 1, 2, [s.slice(0, 7)], []], /^SNAPSHOT\.sessions\[0\]: expected a session \[jid, .*\], got only 7 elements$/],
     [[5, 'n1', 1, 2, [], [['x', 'router']]], /^SNAPSHOT\.names\[0\]\.kind: expected one of 'sm', 'domain', 'component', got string "router"$/],
     [[5, 'n1', 1, 2, {}, []], /^SNAPSHOT\.sessions: expected an array, got map of 0$/],
