@@ -382,7 +382,7 @@ export class PeerManager {
   private tick(): void {
     const now = Date.now();
     for (const c of this.links.values()) {
-      if (now - c.lastHeard > 3 * this.cfg.heartbeatMs) c.close(`no traffic for ${now - c.lastHeard} ms`);
+      if (now - c.lastHeard > 2.5 * this.cfg.heartbeatMs) c.close(`no traffic for ${now - c.lastHeard} ms`);
       else c.send({ type: MsgType.PING, t: now });
     }
   }

@@ -569,8 +569,8 @@ export const schema = group({
         heartbeatMs: leaf({
           xml: { elem: 'heartbeat_ms' },
           ...int(10, 600_000),
-          default: '1000',
-          doc: 'Interval of the PING heartbeats on an established peer link, in milliseconds. A peer that stays silent for several intervals is taken as gone and its link is closed.',
+          default: '800',
+          doc: 'Interval of the PING heartbeats on an established peer link, in milliseconds. A peer from which nothing (stanza, update or PONG) has arrived for 2.5 intervals is taken as gone and its link is closed: with the default, a hung or unreachable node is detected within 2.0 to 2.8 s (a killed process at once, by its closed connections).',
           reload: false,
         }),
         maxFrameBytes: leaf({

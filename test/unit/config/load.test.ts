@@ -271,7 +271,7 @@ test('peers: every option parsed; defaults inside a present <peers>; deep-frozen
       { name: 'node4', host: '::1', port: 5351 },
     ],
     retry: { initMs: 250, maxMs: 5000 },
-    heartbeatMs: 1000,
+    heartbeatMs: 800,
     maxFrameBytes: 4 * 1024 * 1024,
   });
   assert.ok(Object.isFrozen(c.peers!.peers) && Object.isFrozen(c.peers!.peers[0]));
