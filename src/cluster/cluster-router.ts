@@ -94,6 +94,7 @@ export class ClusterRouter {
     this.configuredDomains = domains.length > 0;
     this.table = new ClusterTable(self, incarnation, {
       onRemoteName: (origin, n, present) => this.onRemoteName(origin, n, present),
+      onForeignEntry: (origin, e) => this.log.warn(`node '${origin}' announced ${e.jid} as hosted by node '${e.home}': refused (a node announces only its own sessions)`),
       onIndexFull: (bare, err) => this.log.error(`cannot record the home of ${bare}: ${err.message}`),
     });
   }
@@ -400,14 +401,44 @@ export class ClusterRouter {
     return involved().length;
   }
 
-  /** The local sm went away: its sessions are gone. */
+  /**
+   * The local sm went away (killed, or its link lost): its sessions died without telling
+   * anyone. Their clients are ended wherever their c2s is, and the peers are told the sessions
+   * were lost, so their presence ledgers send the unavailable presence the sm can no longer send.
+   */
   onLocalSmGone(): void {
     const lost = this.table.clearOwnSessions();
-    if (lost.length) {
-      this.log.notice(`local sm gone: ${lost.length} session(s) removed from the cluster table`);
-      this.scheduleDelta();
-    }
+    if (lost.length === 0) return;
+    for (const s of lost) this.endClient(s);
+    this.log.notice(`local sm gone: ${lost.length} session(s) lost; their clients were ended`);
+    this.flushDelta();
   }
+
+  /** Tell the c2s holding the client of a lost session that it ended (c2s closes the client). */
+  private endClient(s: SessionEntry): boolean {
+    const domain = s.jid.slice(s.jid.indexOf('@') + 1, s.jid.indexOf('/'));
+    const to = s.c2sNode === this.self ? s.c2s : aliasOf(s.c2s, s.c2sNode);
+    const route = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(domain)}' to='${escapeAttr(to)}'>` +
+      `<sc:session xmlns:sc='${NS_SESSION}' action='ended' sc:c2s='${escapeAttr(s.c2sId)}' sc:sm='${escapeAttr(s.sm)}' target='${escapeAttr(s.jid)}'/></route>`;
+    return s.c2sNode === this.self ? this.upstream.send(route) : this.toPeer(s.c2sNode, route);
+  }
+
+  /** One unavailable presence to each local recipient that held presence from a lost session. */
+  private sendLostPresence(jids: readonly string[]): number {
+    const unavailable = this.ledger.lost(jids);
+    for (const [from, to] of unavailable) {
+      const d = domainOf(to);
+      if (d === null) continue;
+      const route = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(d)}' to='${escapeAttr(d)}'>` +
+        `<presence xmlns='${NS_CLIENT}' type='unavailable' from='${escapeAttr(from)}' to='${escapeAttr(to)}'/></route>`;
+      const el = element('route', { xmlns: NS_COMPONENT, from: d, to: d }, [
+        element('presence', { xmlns: NS_CLIENT, type: 'unavailable', from, to }),
+      ]);
+      if (!this.local.deliverLocalName(d, el, route)) this.upstream.send(route);
+    }
+    return unavailable.length;
+  }
+
 
   // ---- replication -------------------------------------------------------------------------
 
@@ -440,32 +471,17 @@ export class ClusterRouter {
    */
   onPeerDown(node: string): void {
     const lost = this.table.dropOrigin(node);
-    const ended: string[] = [];
-    for (const s of lost) {
-      if (s.c2sNode !== this.self) continue;
-      const domain = s.jid.slice(s.jid.indexOf('@') + 1, s.jid.indexOf('/'));
-      const route = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(domain)}' to='${escapeAttr(s.c2s)}'>` +
-        `<sc:session xmlns:sc='${NS_SESSION}' action='ended' sc:c2s='${escapeAttr(s.c2sId)}' sc:sm='${escapeAttr(s.sm)}' target='${escapeAttr(s.jid)}'/></route>`;
-      if (this.upstream.send(route)) ended.push(s.jid);
-    }
+    let ended = 0;
+    for (const s of lost) if (s.c2sNode === this.self && this.endClient(s)) ended++;
     // sessions of our sm whose client connection was on the lost node
     const c2sNames = new Set<string>();
     for (const s of this.table.ownSessionsVia(node)) c2sNames.add(s.c2s);
     for (const n of c2sNames) this.local.withdrawName(aliasOf(n, node));
-    const unavailable = this.ledger.lost(lost.map((s) => s.jid));
-    for (const [from, to] of unavailable) {
-      const d = domainOf(to);
-      if (d === null) continue;
-      const route = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(d)}' to='${escapeAttr(d)}'>` +
-        `<presence xmlns='${NS_CLIENT}' type='unavailable' from='${escapeAttr(from)}' to='${escapeAttr(to)}'/></route>`;
-      const el = element('route', { xmlns: NS_COMPONENT, from: d, to: d }, [
-        element('presence', { xmlns: NS_CLIENT, type: 'unavailable', from, to }),
-      ]);
-      if (!this.local.deliverLocalName(d, el, route)) this.upstream.send(route);
-    }
-    this.log.notice(`node '${node}' unreachable: forgot its ${lost.length} session(s) and its names; ended ${ended.length} client session(s) here, ` +
-      `told the sm that ${c2sNames.size} c2s of it went away, sent ${unavailable.length} unavailable presence(s) to local contacts`);
+    const sent = this.sendLostPresence(lost.map((s) => s.jid));
+    this.log.notice(`node '${node}' unreachable: forgot its ${lost.length} session(s) and its names; ended ${ended} client session(s) here, ` +
+      `told the sm that ${c2sNames.size} c2s of it went away, sent ${sent} unavailable presence(s) to local contacts`);
   }
+
 
   onSnapshot(origin: string, incarnation: number, seq: number, sessions: SessionEntry[], names: NameEntry[]): void {
     this.table.applySnapshot(origin, incarnation, seq, sessions, names);
@@ -523,7 +539,16 @@ export class ClusterRouter {
   }
 
   onDelta(origin: string, incarnation: number, seq: number, ops: Op[]): void {
-    for (const op of ops) if (op.op === 'sess-') this.ledger.forget(op.jid);
+    const lostJids: string[] = [];
+    for (const op of ops) {
+      if (op.op !== 'sess-') continue;
+      if (op.lost) lostJids.push(op.jid);
+      else this.ledger.forget(op.jid);
+    }
+    if (lostJids.length) {
+      const n = this.sendLostPresence(lostJids);
+      this.log.notice(`node '${origin}' lost ${lostJids.length} session(s) with its sm; sent ${n} unavailable presence(s) to local contacts`);
+    }
     if (!this.table.applyDelta(origin, incarnation, seq, ops)) {
       this.log.info(`gap in updates from node '${origin}' (seq ${seq}); asking for a snapshot`);
       this.peers.requestResync(origin);

@@ -24,6 +24,8 @@ interface Origin {
 export interface TableEvents {
   /** a remote node's name appeared or went away (to bind or unbind it upstream) */
   onRemoteName(origin: string, n: NameEntry, present: boolean): void;
+  /** a peer announced a session hosted by another node: refused (a node writes only its own entries) */
+  onForeignEntry(origin: string, s: SessionEntry): void;
   /** the shared index is full: the user's home cannot be recorded (routing falls back to the local sm) */
   onIndexFull(bare: string, err: Error): void;
 }
@@ -137,20 +139,21 @@ export class ClusterTable {
     this.pendingOps.push({ op: 'sess+', s });
   }
 
-  removeOwnSession(jid: string): SessionEntry | undefined {
+  /** lost: the session died with the sm, which told nobody */
+  removeOwnSession(jid: string, lost = false): SessionEntry | undefined {
     const s = this.own.sessions.get(jid);
     if (!s) return undefined;
     this.own.sessions.delete(jid);
     this.bySm.delete(s.sm);
     this.unindexSession(s);
-    this.pendingOps.push({ op: 'sess-', jid });
+    this.pendingOps.push(lost ? { op: 'sess-', jid, lost } : { op: 'sess-', jid });
     return s;
   }
 
   /** Drop every own session (the local sm went away). */
   clearOwnSessions(): SessionEntry[] {
     const all = [...this.own.sessions.values()];
-    for (const s of all) this.removeOwnSession(s.jid);
+    for (const s of all) this.removeOwnSession(s.jid, true);
     return all;
   }
 
@@ -195,6 +198,10 @@ export class ClusterTable {
     this.origins.set(origin, fresh);
     this.indexOf(origin);
     for (const s of sessions) {
+      if (s.home !== origin) {
+        this.events.onForeignEntry(origin, s);
+        continue;
+      }
       fresh.sessions.set(s.jid, s);
       this.indexSession(s);
     }
@@ -220,6 +227,10 @@ export class ClusterTable {
     for (const op of ops) {
       switch (op.op) {
         case 'sess+': {
+          if (op.s.home !== origin) {
+            this.events.onForeignEntry(origin, op.s);
+            break;
+          }
           const old = o.sessions.get(op.s.jid);
           if (old) this.unindexSession(old);
           o.sessions.set(op.s.jid, op.s);

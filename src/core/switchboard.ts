@@ -97,7 +97,7 @@ export class Switchboard {
    * ends the sessions whose c2s had that name).
    */
   withdrawName(name: string): void {
-    for (const o of this.comps) if (o.names.size > 0) o.send(advertisement(name, false));
+    for (const o of this.comps) if (this.hasBound(o)) o.send(advertisement(name, false));
   }
 
   hasLocalName(name: string): boolean {

@@ -65,7 +65,7 @@ function opToWire(o: Op): unknown[] {
     case 'sess+':
       return [OpCode.SESS_ADD, sessionToWire(o.s)];
     case 'sess-':
-      return [OpCode.SESS_DEL, o.jid];
+      return o.lost ? [OpCode.SESS_DEL, o.jid, true] : [OpCode.SESS_DEL, o.jid];
     case 'name+':
       return [OpCode.NAME_ADD, nameToWire(o.n)];
     case 'name-':
@@ -245,7 +245,7 @@ function opFromWire(v: unknown, where: string): Op {
     case OpCode.SESS_ADD:
       return { op: 'sess+', s: sessionFromWire(a[1], `${where}.s`) };
     case OpCode.SESS_DEL:
-      return { op: 'sess-', jid: id(a[1], `${where}.jid`) };
+      return a[2] === true ? { op: 'sess-', jid: id(a[1], `${where}.jid`), lost: true } : { op: 'sess-', jid: id(a[1], `${where}.jid`) };
     case OpCode.NAME_ADD:
       return { op: 'name+', n: nameFromWire(a[1], `${where}.n`) };
     case OpCode.NAME_DEL:

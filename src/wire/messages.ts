@@ -35,7 +35,7 @@
  *     Session = [jid, home, c2sNode, c2s, sm, prio, avail, since, c2sId]
  *     Name    = [name, kind]          kind: 'sm' | 'domain' | 'component'
  *     Op      = [1, Session]  sess+   session added or changed (keyed by jid)
- *             | [2, jid]      sess-   session removed
+ *             | [2, jid, lost?] sess- session removed (lost: it died with its sm)
  *             | [3, Name]     name+   name bound
  *             | [4, name]     name-   name unbound
  *
@@ -119,7 +119,8 @@ export interface NameEntry {
 
 export type Op =
   | { op: 'sess+'; s: SessionEntry }
-  | { op: 'sess-'; jid: string }
+  /** lost: the session died with its sm (no unavailable was sent for it) */
+  | { op: 'sess-'; jid: string; lost?: boolean }
   | { op: 'name+'; n: NameEntry }
   | { op: 'name-'; name: string };
 
