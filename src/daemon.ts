@@ -9,6 +9,10 @@ import { CloseReason } from './net/close-reason.ts';
 import { ClusterRouter } from './cluster/cluster-router.ts';
 import { PeerManager, type PeerConfig } from './cluster/peer-manager.ts';
 import { MsgType } from './wire/messages.ts';
+import { FlowControl } from './net/flow-control.ts';
+
+/** how long a destination may hold every source paused before it is closed as a slow consumer */
+export const STALL_MS = 5000;
 import type { Logger } from './log.ts';
 
 export interface NodeOptions {
@@ -34,6 +38,7 @@ export class ClusterNode {
   readonly server: ComponentServer;
   readonly switchboard: Switchboard;
   readonly cluster: ClusterRouter | null = null;
+  readonly flow: FlowControl;
   readonly peers: PeerManager | null = null;
   /** this process's life: peers drop entries of an earlier life on sight */
   readonly incarnation = Date.now();
@@ -44,6 +49,8 @@ export class ClusterNode {
 
   constructor(readonly opts: NodeOptions, private readonly log: Logger) {
     const limits = { maxStanzaBytes: opts.limits.maxStanzaBytes, maxDepth: opts.limits.maxDepth, queueBytes: opts.limits.queueBytes };
+    // pause the sources when a destination holds more than an eighth of its queue cap (≤ 1 MiB)
+    this.flow = new FlowControl(Math.min(1 << 20, Math.floor(opts.limits.queueBytes / 8)), STALL_MS, log.child('flow'));
     this.router = new RouterLink(opts.router, limits, log.child('router-link'), {
       onUp: () => {
         const w = this.upWaiters;
@@ -69,6 +76,7 @@ export class ClusterNode {
           onResync: (node) => cluster.onResyncRequest(node),
         },
         log.child('peers'),
+        this.flow,
       );
       const cluster = new ClusterRouter(self, this.incarnation, opts.domains ?? [], this.switchboard, this.router, {
         isUp: (n) => peers.isUp(n),
@@ -93,7 +101,9 @@ export class ClusterNode {
         onElement: (c, el, raw) => this.switchboard.onComponentElement(c, el, raw),
         onGone: (c, reason, detail) => this.switchboard.onComponentGone(c, reason, detail),
       },
+      this.flow,
     );
+    this.router.attachFlow(this.flow);
   }
 
   /** Start the router link and the sm listener; resolves with the listener's port. */
@@ -157,6 +167,7 @@ export class ClusterNode {
       names: this.switchboard.names(),
       advertised: this.switchboard.availableUpstream(),
       stats: { ...this.switchboard.stats },
+      flow: { paused: this.flow.paused, pauses: this.flow.pauses, slowConsumersClosed: this.flow.stallsClosed },
       ...(this.cluster && this.peers
         ? {
             cluster: {

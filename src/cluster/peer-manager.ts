@@ -31,6 +31,7 @@ import { StreamFramer } from '../xml/stream-framer.ts';
 import { NS_STREAM } from '../protocol/ns.ts';
 import type { XmlElement } from '../xml/node.ts';
 import type { Logger } from '../log.ts';
+import type { FlowControl } from '../net/flow-control.ts';
 
 export interface PeerConfig {
   self: string;
@@ -233,6 +234,15 @@ class PeerConn {
         }, { maxStanzaBytes: this.cfg.maxStanzaBytes, maxDepth: this.cfg.maxDepth });
         this.framer.write(Buffer.from(STREAM_OPEN));
         this.mgr.linkUp(this);
+        if (this.mgr.flow && !this.closed) {
+          this.mgr.flow.addSource(this);
+          this.socket.on('drain', () => {
+            if (this.congested) {
+              this.congested = false;
+              this.mgr.flow?.congestion(this, false, this.label, () => {});
+            }
+          });
+        }
       }
       return;
     }
@@ -282,12 +292,30 @@ class PeerConn {
     const bufs = this.out;
     this.out = [];
     this.socket.write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs));
+    const flow = this.mgr.flow;
+    if (flow && this.up && !this.congested && this.socket.writableLength > flow.highWater) {
+      this.congested = true;
+      flow.congestion(this, true, this.label, () => this.close(`queued data not taken for ${flow.stallMs} ms (slow peer)`));
+    }
+  }
+
+  /** flow control: congested as a destination; paused as a source */
+  congested = false;
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    if (!this.closed) this.socket.resume();
   }
 
   close(reason: string, graceful = false): void {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    if (this.mgr.flow) {
+      this.mgr.flow.release(this);
+      this.mgr.flow.removeSource(this);
+    }
     if (graceful) {
       this.socket.end();
       setTimeout(() => this.socket.destroy(), 1000).unref();
@@ -307,7 +335,7 @@ export class PeerManager {
   private tls: TlsMaterial | null = null;
   listenPort = 0;
 
-  constructor(private readonly cfg: PeerConfig, readonly events: PeerEvents, private readonly log: Logger) {}
+  constructor(private readonly cfg: PeerConfig, readonly events: PeerEvents, private readonly log: Logger, readonly flow: FlowControl | null = null) {}
 
   /** Reads the TLS files; throws an Error naming the file. */
   private loadTls(t: NonNullable<PeerConfig['tls']>): TlsMaterial {

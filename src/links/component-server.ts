@@ -13,6 +13,7 @@ import { NS_COMPONENT_ACCEPT, NS_SASL } from '../protocol/ns.ts';
 import { DigestServer } from '../protocol/sasl-digest-md5.ts';
 import { attr, text, type XmlElement } from '../xml/node.ts';
 import type { Logger } from '../log.ts';
+import type { FlowControl } from '../net/flow-control.ts';
 
 export interface ComponentServerConfig {
   ip: string;
@@ -64,6 +65,7 @@ class Conn implements ComponentConn {
     private readonly log: Logger,
     private readonly handler: ComponentServerHandler,
     private readonly onClose: (c: Conn) => void,
+    flow: FlowControl | null,
   ) {
     this.link = new XmlLink(socket, limits, log, {
       onStreamOpen: (root) => this.onStreamOpen(root),
@@ -78,6 +80,7 @@ class Conn implements ComponentConn {
     }, this.labelText(socket));
     // a stream error before we have answered the header (bad header, timeout) opens our stream first
     this.link.errorPreamble = serverStreamHeader(newStreamId());
+    if (flow) this.link.attachFlow(flow);
     this.authTimer = setTimeout(() => {
       if (this.state !== 'ready') {
         this.log.warn(`${this.label}: not authenticated within ${cfg.authTimeoutSec} s; closing`);
@@ -185,6 +188,7 @@ export class ComponentServer {
     private readonly limits: LinkLimits,
     private readonly log: Logger,
     private readonly handler: ComponentServerHandler,
+    private readonly flow: FlowControl | null = null,
   ) {}
 
   get connectionCount(): number {
@@ -219,7 +223,7 @@ export class ComponentServer {
       socket.destroy();
       return;
     }
-    const c = new Conn(socket, this.limits, this.cfg, this.log, this.handler, (x) => this.conns.delete(x));
+    const c = new Conn(socket, this.limits, this.cfg, this.log, this.handler, (x) => this.conns.delete(x), this.flow);
     this.conns.add(c);
   }
 

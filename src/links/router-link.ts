@@ -8,13 +8,14 @@ import { hostname } from 'node:os';
 import { XmlLink, type LinkLimits } from '../net/xml-link.ts';
 import { CloseReason } from '../net/close-reason.ts';
 import {
-  CLIENT_STREAM_HEADER, ROUTE_ERRORS, bindElement, saslAuth, saslElement, unbindElement, type BindFlags,
+  CLIENT_STREAM_HEADER, ROUTE_ERRORS, THROTTLE, bindElement, saslAuth, saslElement, unbindElement, type BindFlags,
 } from '../protocol/component.ts';
 import { NS_COMPONENT, NS_SASL, NS_STREAM } from '../protocol/ns.ts';
 import { digestClientResponse } from '../protocol/sasl-digest-md5.ts';
 import { attr, text, type XmlElement } from '../xml/node.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterConfig } from '../config/schema.ts';
+import type { FlowControl, FlowSource } from '../net/flow-control.ts';
 
 /** The `<router>` section of the config. */
 export type RouterLinkConfig = ClusterConfig['router'];
@@ -32,7 +33,11 @@ export interface RouterLinkHandler {
 type Pending = { kind: 'bind' | 'unbind'; name: string; done: (code: string | null) => void; replay: boolean };
 type State = 'idle' | 'connecting' | 'auth' | 'restarting' | 'ready' | 'stopped';
 
-export class RouterLink {
+export class RouterLink implements FlowSource {
+  private flow: FlowControl | null = null;
+  /** we asked the router to hold our traffic (`<throttle/>` is a toggle) */
+  private throttled = false;
+  private wantPause = false;
   private state: State = 'idle';
   private link: XmlLink | null = null;
   private pending: Pending[] = [];
@@ -57,6 +62,28 @@ export class RouterLink {
     private readonly log: Logger,
     private readonly handler: RouterLinkHandler,
   ) {}
+
+  /** Join the node's flow control: throttled as a source, watched as a destination. */
+  attachFlow(flow: FlowControl): void {
+    this.flow = flow;
+    flow.addSource(this);
+  }
+
+  pause(): void {
+    this.wantPause = true;
+    if (this.state === 'ready' && this.link && !this.throttled) {
+      this.throttled = true;
+      this.link.send(THROTTLE);
+    }
+  }
+
+  resume(): void {
+    this.wantPause = false;
+    if (this.state === 'ready' && this.link && this.throttled) {
+      this.throttled = false;
+      this.link.send(THROTTLE);
+    }
+  }
 
   get ready(): boolean {
     return this.state === 'ready';
@@ -158,6 +185,7 @@ export class RouterLink {
       onStreamClose: () => link.end(CloseReason.PeerClosed, 'router closed the stream'),
       onClosed: (reason, detail) => this.onClosed(link, reason, detail),
     }, label);
+    if (this.flow) link.attachFlow(this.flow, false);
     this.link = link;
     sock.once('connect', () => {
       this.log.info(`connected to ${label}`);
@@ -179,6 +207,9 @@ export class RouterLink {
       this.queue = [];
       this.queueBytes = 0;
       for (const x of q) this.send(x);
+      // a new connection starts unthrottled at the router
+      this.throttled = false;
+      if (this.wantPause) this.pause();
       this.handler.onUp();
     }
     void root;

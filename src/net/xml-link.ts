@@ -9,6 +9,7 @@ import type { XmlElement } from '../xml/node.ts';
 import { STREAM_FOOTER, streamError, type StreamErrorName } from '../protocol/component.ts';
 import { CloseReason } from './close-reason.ts';
 import type { Logger } from '../log.ts';
+import type { FlowControl, FlowSource } from './flow-control.ts';
 
 export interface LinkLimits {
   maxStanzaBytes: number;
@@ -24,8 +25,11 @@ export interface XmlLinkHandler {
   onClosed(reason: CloseReason, detail: string): void;
 }
 
-export class XmlLink {
+export class XmlLink implements FlowSource {
   readonly framer: StreamFramer;
+  /** backpressure shared by every link of the node (absent: no flow control) */
+  private flow: FlowControl | null = null;
+  private congestedNow = false;
   closed = false;
   /**
    * Sent before a stream error while our side of the stream is not open yet: a server sets it to
@@ -72,6 +76,26 @@ export class XmlLink {
     socket.on('end', () => {
       if (!this.closed) socket.end();
     });
+    socket.on('drain', () => {
+      if (this.congestedNow) {
+        this.congestedNow = false;
+        this.flow?.congestion(this, false, this.label, () => {});
+      }
+    });
+  }
+
+  /** Join the node's flow control: as a destination that can congest, and as a source to pause. */
+  attachFlow(flow: FlowControl, asSource = true): void {
+    this.flow = flow;
+    if (asSource) flow.addSource(this);
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    if (!this.closed) this.socket.resume();
   }
 
   private onFault(fault: StreamFault): void {
@@ -101,6 +125,11 @@ export class XmlLink {
     this.bytesOut += data.length;
     this.lastActivity = Date.now();
     this.socket.write(data);
+    const flow = this.flow;
+    if (flow && !this.congestedNow && this.socket.writableLength > flow.highWater) {
+      this.congestedNow = true;
+      flow.congestion(this, true, this.label, () => this.destroy(CloseReason.SlowConsumer, `queued data not taken for ${flow.stallMs} ms`));
+    }
   }
 
   /** Send a stream error and the footer, then close. */
@@ -135,6 +164,10 @@ export class XmlLink {
   private report(reason: CloseReason, detail: string): void {
     if (this.reported) return;
     this.reported = true;
+    if (this.flow) {
+      this.flow.release(this);
+      this.flow.removeSource(this);
+    }
     this.handler.onClosed(reason, detail);
   }
 }
