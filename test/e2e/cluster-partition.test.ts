@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { startCluster, type TestCluster } from '../helpers/cluster.ts';
 import { Relay } from '../helpers/relay.ts';
 import { freePorts } from '../../src/local/jabberd2.ts';
-import { login, register, xml, NS } from '../helpers/xmpp.ts';
+import { login, register, xml } from '../helpers/xmpp.ts';
 
 const PASS = 'pw-1234';
 let c: TestCluster;
@@ -35,7 +35,7 @@ before(async () => {
     peerPorts: ports,
     tweak: (_i, o) => {
       o.peers!.peers = o.peers!.peers.map((p) => ({ ...p, port: relayPorts[ports.indexOf(p.port)]! }));
-      o.peers!.heartbeatMs = 500;
+      o.peers!.heartbeatMs = 800; // the default
       o.peers!.retry = { initMs: 100, maxMs: 1000 };
     },
   });
@@ -99,16 +99,15 @@ test('partition: both sides serve their users, cross-split messages are stored, 
   }
 });
 
-test('a hung peer (no traffic, connection open) is detected by heartbeats', { timeout: 60000 }, async () => {
-  await until(() => up(0) && up(1), 10000, 'mesh');
+test('a hung peer (no traffic, connection open) is detected by heartbeats (figure: detection time)', { timeout: 90000 }, async () => {
   const hb = c.members[0]!.opts.peers!.heartbeatMs;
-  const t0 = Date.now();
-  for (const r of relays) r.freeze();
-  const detect = await until(() => !up(0) && !up(1), 15000, 'both sides to declare the hung peer down');
-  process.stdout.write(`# figure: hung peer detected in ${detect} ms (heartbeat ${hb} ms)\n`);
-  assert.ok(detect < 10 * hb, `detection ${detect} ms`);
-  for (const r of relays) r.heal();
+  const samples: number[] = [];
+  for (let k = 0; k < 3; k++) {
+    await until(() => up(0) && up(1), 10000, 'mesh');
+    for (const r of relays) r.freeze();
+    samples.push(await until(() => !up(0) && !up(1), 15000, 'both sides to declare the hung peer down'));
+    for (const r of relays) r.heal();
+  }
   const back = await until(() => up(0) && up(1), 10000, 'the link to return');
-  process.stdout.write(`# figure: link back ${back} ms after the peer resumed (${Date.now() - t0} ms in all)\n`);
-  void NS;
+  process.stdout.write(`# figure: hung peer detected in ${samples.join(', ')} ms (heartbeat ${hb} ms; worst ${Math.max(...samples)} ms); link back ${back} ms after it resumed\n`);
 });
