@@ -64,7 +64,8 @@ function usage(): string {
     '  --json                print one JSON object on stdout once the cluster is meshed:',
     '                        {domain, nodes:[{name, c2sPort, routerPort, peerPort, smListenerPort,',
     '                        pids:{router, sm, c2s, node}, logDir}], state:"meshed", pid, runDir};',
-    '                        `pid` is the process to signal; all human text goes to stderr',
+    '                        `pid` is the process to signal; peerPort is null with --nodes 1;',
+    '                        all human text goes to stderr',
     '  --status-interval S   re-print the cluster state every S seconds (default: off);',
     '                        SIGUSR1 re-prints it at any time',
     '  --timeout S           bound on each start-up wait, in seconds (default 30)',
@@ -330,15 +331,15 @@ class Supervisor {
     this.toFront({ type: 'state', runDir: this.runDir, pids, keep: this.args.keep });
   }
 
-  /** SIGINT/SIGTERM/SIGHUP, or the front asking, or the front gone. */
-  requestStop(signal: string): void {
+  /** SIGINT/SIGTERM/SIGHUP, or the front asking, or the front gone (`why` says so). */
+  requestStop(signal: string, why: string = signal): void {
     if (this.stopSignal !== null) return;
     this.stopSignal = signal;
     if (this.running) {
-      process.stderr.write(`${PROG}: ${signal}: stopping the cluster\n`);
+      process.stderr.write(`${PROG}: ${why}: stopping the cluster\n`);
       void this.shutdown(0);
     } else {
-      process.stderr.write(`${PROG}: ${signal} during start-up: stopping what was started\n`);
+      process.stderr.write(`${PROG}: ${why} during start-up: stopping what was started\n`);
     }
   }
 
@@ -641,9 +642,9 @@ ${peers}    <retry><init_ms>100</init_ms><max_ms>1000</max_ms></retry>
         'Connect with any XMPP client, to any node (all serve the same domain and the same accounts):',
         `  server/host 127.0.0.1, port = the node's client port (e.g. ${first.j.c2sPort} for ${first.name})`,
         `  plain TCP without TLS (turn encryption off), SASL PLAIN (password sent in clear: loopback only)`,
-        `  accounts: in-band registration (XEP-0077) is enabled: register e.g. alice@${a.domain} with any password`,
-        `  example: the Debian package 'profanity' (a terminal client) once alice is registered (by another client):`,
-        `    profanity, then: /connect alice@${a.domain} server 127.0.0.1 port ${first.j.c2sPort} tls disable`,
+        `  accounts: in-band registration (XEP-0077) is enabled: let the client create e.g. alice@${a.domain}`,
+        `  example, once alice and bob are registered: Debian's sendxmpp sends bob a message through ${first.name}:`,
+        `    echo hello | sendxmpp -u alice -p PASSWORD -j 127.0.0.1:${first.j.c2sPort} -o ${a.domain} bob@${a.domain}`,
         '',
         `Stop: Ctrl-C, or kill -INT ${frontPid}. Cluster state: kill -USR1 ${frontPid}${a.statusInterval > 0 ? ` (also printed every ${a.statusInterval} s)` : ''}.`,
       ].join('\n'),
@@ -669,7 +670,7 @@ ${peers}    <retry><init_ms>100</init_ms><max_ms>1000</max_ms></retry>
           continue;
         }
         const others = this.members.filter((o) => o !== m).map((o) => o.name);
-        const peersUp = st.cluster?.peersUp ?? [];
+        const peersUp = [...(st.cluster?.peersUp ?? [])].sort();
         if (!st.router?.up || others.some((o) => !peersUp.includes(o)) || (st.smListener?.connections ?? 0) < 1) healthy = false;
         lines.push(
           `  ${m.name}: router link ${st.router?.up ? 'up' : 'DOWN'}; sm connections ${st.smListener?.connections ?? 0}; ` +
@@ -766,7 +767,7 @@ async function supervise(args: Args): Promise<void> {
     else if (m.cmd === 'status') void sup.printStatus();
   });
   // the front went away (killed): nobody can stop us any more, so stop now
-  process.on('disconnect', () => sup.requestStop('SIGHUP'));
+  process.on('disconnect', () => sup.requestStop('SIGHUP', `the controlling process (pid ${process.ppid}) went away`));
   if (process.send) process.send({ type: 'hello' } satisfies ToFront, () => {});
   try {
     await sup.start();
