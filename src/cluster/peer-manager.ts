@@ -407,8 +407,19 @@ export class PeerManager {
     return this.listenPort;
   }
 
+  private lastTick = Date.now();
+
   private tick(): void {
     const now = Date.now();
+    const gap = now - this.lastTick;
+    this.lastTick = now;
+    if (gap > 1.5 * this.cfg.heartbeatMs) {
+      // this process did not run for a while (stopped, swapped, starved): what the peers sent
+      // meanwhile is still unread in the sockets, so silence proves nothing; judge next round
+      this.log.info(`heartbeat tick ${gap} ms apart: not judging peers this round`);
+      for (const c of this.links.values()) c.lastHeard = now;
+      return;
+    }
     for (const c of this.links.values()) {
       if (now - c.lastHeard > 2.5 * this.cfg.heartbeatMs) c.close(`no traffic for ${now - c.lastHeard} ms`);
       else c.send({ type: MsgType.PING, t: now });

@@ -7,140 +7,26 @@
  * its pid on to the script (npm forwards it to `sh -c`, which does not forward it further).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { login, register, xml, type XmppSession } from '../helpers/xmpp.ts';
+import { LocalClusterProcess, alive, allPids, exited, type NodeInfo } from '../helpers/local-cluster-proc.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PASS = 'pw-local-1234';
 const START_TIMEOUT_MS = 120000;
 const STOP_TIMEOUT_MS = 60000;
 
-interface NodeInfo {
-  name: string;
-  c2sPort: number;
-  routerPort: number;
-  peerPort: number;
-  smListenerPort: number;
-  pids: { router: number; sm: number; c2s: number; node: number };
-  logDir: string;
-}
-
-interface ClusterInfo {
-  domain: string;
-  nodes: NodeInfo[];
-  state: string;
-  pid: number;
-  runDir: string;
-}
-
-let child: ChildProcess | undefined;
-let info: ClusterInfo | undefined;
-let stdout = '';
-let stderr = '';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function allPids(i: ClusterInfo): number[] {
-  return [i.pid, ...i.nodes.flatMap((n) => [n.pids.router, n.pids.sm, n.pids.c2s, n.pids.node])];
-}
-
-function exited(c: ChildProcess, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve({ code: c.exitCode, signal: c.signalCode });
-  return new Promise((res) => {
-    const timer = setTimeout(() => res(undefined), ms);
-    c.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      res({ code, signal });
-    });
-  });
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return true;
-}
+let lc: LocalClusterProcess | undefined;
 
 after(async () => {
-  const c = child;
-  if (c && c.exitCode === null && c.signalCode === null) {
-    // an orderly stop if it got that far, then the whole process group
-    if (info) {
-      try {
-        process.kill(info.pid, 'SIGINT');
-      } catch {
-        /* gone */
-      }
-      await exited(c, 20000);
-    }
-    try {
-      process.kill(-c.pid!, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    await exited(c, 5000);
-  }
-  if (info) {
-    // the daemons live in the script's own process group: make sure none survives the test
-    const i = info;
-    await until(() => allPids(i).every((p) => !alive(p)), 15000);
-    for (const p of allPids(i)) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    if (i.runDir.includes('jabberd2-cluster-')) rmSync(i.runDir, { recursive: true, force: true });
-  }
+  await lc?.cleanup();
 });
 
-/** Starts the command; resolves with its JSON once it printed it (bounded). */
-function startLocalCluster(): Promise<ClusterInfo> {
-  const c = spawn('npx', ['tsx', 'scripts/local-cluster.ts', '--nodes', '2', '--json'], {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child = c;
-  c.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise<ClusterInfo>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no JSON on stdout after ${START_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`)), START_TIMEOUT_MS);
-    c.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      const nl = stdout.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(stdout.slice(0, nl)) as ClusterInfo);
-      } catch (e) {
-        reject(new Error(`stdout is not JSON: ${(e as Error).message}\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-      }
-    });
-    c.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`exited before printing its JSON (code ${code}, signal ${signal})\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    });
-  });
-}
-
 test('local cluster of 2 nodes: JSON, clients on both nodes talk, SIGINT stops everything', { timeout: START_TIMEOUT_MS + STOP_TIMEOUT_MS + 60000 }, async () => {
-  const i = await startLocalCluster();
-  info = i;
+  lc = await LocalClusterProcess.start(2, START_TIMEOUT_MS);
+  const i = lc.info!;
+  const child = lc.child;
 
   // the JSON
   assert.equal(i.state, 'meshed');
@@ -188,16 +74,16 @@ test('local cluster of 2 nodes: JSON, clients on both nodes talk, SIGINT stops e
   // SIGINT: everything stops, exit status 0, run dir removed
   const t0 = Date.now();
   process.kill(i.pid, 'SIGINT');
-  const res = await exited(child!, STOP_TIMEOUT_MS);
-  assert.ok(res, `still running ${STOP_TIMEOUT_MS} ms after SIGINT\nstderr:\n${stderr}`);
-  assert.deepEqual(res, { code: 0, signal: null }, `exit status\nstderr:\n${stderr}`);
+  const res = await exited(child, STOP_TIMEOUT_MS);
+  assert.ok(res, `still running ${STOP_TIMEOUT_MS} ms after SIGINT\nstderr:\n${lc.stderr}`);
+  assert.deepEqual(res, { code: 0, signal: null }, `exit status\nstderr:\n${lc.stderr}`);
   const left = allPids(i).filter(alive);
   assert.deepEqual(left, [], 'no listed process is left');
   assert.ok(!existsSync(i.runDir), `${i.runDir} removed`);
   assert.ok(Date.now() - t0 < STOP_TIMEOUT_MS);
 
   // stdout carried the JSON only; the secret was never printed
-  assert.equal(stdout.trim().split('\n').length, 1, `stdout: ${stdout}`);
-  assert.ok(!stdout.includes(secret) && !stderr.includes(secret), 'secret not printed');
-  assert.match(stderr, /stopping the cluster/);
+  assert.equal(lc.stdout.trim().split('\n').length, 1, `stdout: ${lc.stdout}`);
+  assert.ok(!lc.stdout.includes(secret) && !lc.stderr.includes(secret), 'secret not printed');
+  assert.match(lc.stderr, /stopping the cluster/);
 });
