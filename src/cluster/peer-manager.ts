@@ -78,7 +78,14 @@ export interface PeerEvents {
 
 const STREAM_OPEN = `<stream:stream xmlns:stream='${NS_STREAM}'>`;
 
+/** Largest snapshot a peer may send us, in sessions (a bound on what we buffer). */
+const kMaxSnapshotSessions = 20_000_000;
+
+/** Sessions per SNAPSHOT part: ~100 B each, so a part stays far below max_frame_bytes. */
+export const kSnapshotPartSessions = 10_000;
+
 class PeerConn {
+  private snapshotParts: { incarnation: number; seq: number; sessions: SessionEntry[]; names: NameEntry[] } | null = null;
   peer = '';
   peerIncarnation = 0;
   up = false;
@@ -250,10 +257,21 @@ class PeerConn {
       case MsgType.STANZA:
         this.framer!.write(msg.bytes);
         return;
-      case MsgType.SNAPSHOT:
+      case MsgType.SNAPSHOT: {
         if (msg.origin !== this.peer) return this.close(`snapshot for '${msg.origin}', which is not the peer`);
-        this.mgr.events.onSnapshot(this.peer, msg);
+        // a large snapshot comes in parts: apply them together
+        const p = this.snapshotParts;
+        if (p && (p.incarnation !== msg.incarnation || p.seq !== msg.seq)) return this.close('snapshot parts of different snapshots mixed');
+        const whole = p ? { ...msg, sessions: p.sessions.concat(msg.sessions), names: p.names.concat(msg.names) } : msg;
+        if (msg.more) {
+          if (whole.sessions.length > kMaxSnapshotSessions) return this.close(`snapshot of more than ${kMaxSnapshotSessions} sessions`);
+          this.snapshotParts = whole;
+          return;
+        }
+        this.snapshotParts = null;
+        this.mgr.events.onSnapshot(this.peer, whole);
         return;
+      }
       case MsgType.DELTA:
         if (msg.origin !== this.peer) return this.close(`delta for '${msg.origin}', which is not the peer`);
         this.mgr.events.onDelta(this.peer, msg);
@@ -516,6 +534,17 @@ export class PeerManager {
     if (!c) return false;
     c.send(m);
     return true;
+  }
+
+  /** Send a snapshot of our table, in parts of kSnapshotPartSessions so that any size fits in frames. */
+  sendSnapshot(node: string, snap: { origin: string; incarnation: number; seq: number; sessions: SessionEntry[]; names: NameEntry[] }): boolean {
+    const all = snap.sessions;
+    for (let at = 0; ; at += kSnapshotPartSessions) {
+      const more = at + kSnapshotPartSessions < all.length;
+      const part = { ...snap, sessions: all.slice(at, at + kSnapshotPartSessions), names: at === 0 ? snap.names : [] };
+      if (!this.send(node, { type: MsgType.SNAPSHOT, ...part, ...(more ? { more } : {}) })) return false;
+      if (!more) return true;
+    }
   }
 
   broadcast(m: PeerMessage): void {

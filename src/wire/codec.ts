@@ -84,7 +84,9 @@ function toWire(m: PeerMessage): unknown[] {
     case MsgType.AUTH_FAIL:
       return [m.type, m.reason];
     case MsgType.SNAPSHOT:
-      return [m.type, m.origin, m.incarnation, m.seq, m.sessions.map(sessionToWire), m.names.map(nameToWire)];
+      return m.more
+        ? [m.type, m.origin, m.incarnation, m.seq, m.sessions.map(sessionToWire), m.names.map(nameToWire), true]
+        : [m.type, m.origin, m.incarnation, m.seq, m.sessions.map(sessionToWire), m.names.map(nameToWire)];
     case MsgType.DELTA:
       return [m.type, m.origin, m.incarnation, m.seq, m.ops.map(opToWire)];
     case MsgType.RESYNC:
@@ -287,6 +289,7 @@ function fromWire(m: unknown[]): PeerMessage {
         seq: uint(a[3], 'SNAPSHOT.seq'),
         sessions: list(a[4], 'SNAPSHOT.sessions').map((s, i) => sessionFromWire(s, `SNAPSHOT.sessions[${i}]`)),
         names: list(a[5], 'SNAPSHOT.names').map((n, i) => nameFromWire(n, `SNAPSHOT.names[${i}]`)),
+        ...(a[6] === true ? { more: true } : {}),
       };
     }
     case MsgType.DELTA: {

@@ -24,7 +24,7 @@
  * | 2    | AUTH      | proof: bin                                                              |
  * | 3    | AUTH_OK   | –                                                                       |
  * | 4    | AUTH_FAIL | reason: str                                                             |
- * | 5    | SNAPSHOT  | origin, incarnation, seq, sessions: Session[], names: Name[]            |
+ * | 5    | SNAPSHOT  | origin, incarnation, seq, sessions: Session[], names: Name[], more?     |
  * | 6    | DELTA     | origin, incarnation, seq, ops: Op[]                                     |
  * | 7    | RESYNC    | origin                                                                  |
  * | 8    | STANZA    | bytes: bin (the UTF-8 of one whole `<route>` element, never a str)       |
@@ -167,6 +167,11 @@ export interface SnapshotMsg {
   seq: number;
   sessions: SessionEntry[];
   names: NameEntry[];
+  /**
+   * true: more SNAPSHOT parts of the same snapshot follow (a large table does not fit in one
+   * frame); the receiver applies the parts together when the last one (more absent) arrives
+   */
+  more?: boolean;
 }
 
 /** Changes to the origin node's state, in order; seq is that of the last op. */

@@ -1,0 +1,53 @@
+/**
+ * Two PeerManagers on loopback: the handshake, and a snapshot larger than one part (and than
+ * one frame would allow) arriving whole, once.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { PeerManager, kSnapshotPartSessions, type PeerConfig, type PeerEvents } from '../../../src/cluster/peer-manager.ts';
+import { freePorts } from '../../../src/local/jabberd2.ts';
+import { memoryLogger } from '../../../src/log.ts';
+import { MsgType, type SessionEntry } from '../../../src/wire/messages.ts';
+
+test('a snapshot of 2.5 parts arrives whole and once; deltas after it keep their order', { timeout: 30000 }, async () => {
+  const [pa, pb] = (await freePorts(2)) as [number, number];
+  const base = (self: string, port: number, peer: string, peerPort: number): PeerConfig => ({
+    self, incarnation: 1, secret: 'unit-test-secret-0123456789',
+    listen: { ip: '127.0.0.1', port }, peers: [{ name: peer, host: '127.0.0.1', port: peerPort }],
+    retry: { initMs: 20, maxMs: 200 }, heartbeatMs: 1000, maxFrameBytes: 1 << 20, maxStanzaBytes: 1 << 16, maxDepth: 32,
+    queueBytes: 64 << 20, authTimeoutMs: 5000,
+  });
+  const got: { n: number; seq: number }[] = [];
+  const deltas: number[] = [];
+  const noop: PeerEvents = { onUp() {}, onDown() {}, onStanza() {}, onSnapshot() {}, onDelta() {}, onResync() {} };
+  const a = new PeerManager(base('a', pa, 'b', pb), noop, memoryLogger());
+  const b = new PeerManager(base('b', pb, 'a', pa), {
+    ...noop,
+    onSnapshot: (_n, m) => got.push({ n: m.sessions.length, seq: m.seq }),
+    onDelta: (_n, m) => deltas.push(m.seq),
+  }, memoryLogger());
+  await Promise.all([a.start(), b.start()]);
+  try {
+    const t0 = Date.now();
+    while (!(a.isUp('b') && b.isUp('a'))) {
+      if (Date.now() - t0 > 10000) throw new Error('peers never came up');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const n = Math.floor(kSnapshotPartSessions * 2.5);
+    const sessions: SessionEntry[] = Array.from({ length: n }, (_, i) => ({
+      jid: `user${i}@example.test/r`, home: 'a', c2sNode: 'a', c2s: 'c2s', sm: `sm${i}`, prio: 0, avail: true, since: 1000 + i, c2sId: String(i),
+    }));
+    // far more than max_frame_bytes (1 MiB) in one piece
+    assert.ok(a.sendSnapshot('b', { origin: 'a', incarnation: 1, seq: 7, sessions, names: [{ name: 'sm', kind: 'sm' }] }));
+    a.send('b', { type: MsgType.DELTA, origin: 'a', incarnation: 1, seq: 8, ops: [] });
+    const t1 = Date.now();
+    while (deltas.length === 0) {
+      if (Date.now() - t1 > 10000) throw new Error(`snapshot/delta not received: ${JSON.stringify(got)}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(got, [{ n, seq: 7 }]);
+    assert.deepEqual(deltas, [8]);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
