@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startCluster, type TestCluster } from '../helpers/cluster.ts';
-import { login, register, xml, NS, type XmppSession, type Element } from '../helpers/xmpp.ts';
+import { contacts, PASS } from '../helpers/contacts.ts';
+import { login, xml } from '../helpers/xmpp.ts';
 
-const PASS = 'pw-1234';
 let c: TestCluster;
 
 before(async () => {
@@ -19,33 +19,12 @@ after(async () => {
   await c?.stop();
 });
 
-async function subscribe(a: XmppSession, b: XmppSession): Promise<void> {
-  await a.send(xml('presence', { to: b.bare, type: 'subscribe' }));
-  await b.waitFor((p) => p.is('presence') && p.attrs.type === 'subscribe' && p.attrs.from === a.bare, 5000, `${b.bare} gets subscribe from ${a.bare}`);
-  await b.send(xml('presence', { to: a.bare, type: 'subscribed' }));
-  await a.waitFor((p) => p.is('presence') && p.attrs.type === 'subscribed', 5000, `${a.bare} gets subscribed`);
-}
-
 test('a dead node: its users are ended elsewhere and their contacts get exactly one unavailable per lost session', { timeout: 90000 }, async () => {
-  const t = Date.now().toString(36);
   const [n1, n2] = c.members;
-  const alice = `al${t}`;
-  const bob = `bo${t}`;
-  await register(n1!.j.c2sPort, c.domain, alice, PASS);
-  await register(n2!.j.c2sPort, c.domain, bob, PASS);
-  const a1 = await login(n1!.j.c2sPort, c.domain, alice, PASS, 'a1'); // home: node 1
-  const a2 = await login(n2!.j.c2sPort, c.domain, alice, PASS, 'a2'); // client on node 2, session in node 1's sm
-  const b = await login(n2!.j.c2sPort, c.domain, bob, PASS, 'b'); // home: node 2
+  // alice: a1 on node 1 (her home), a2 on node 2 (hosted by node 1's sm); bob on node 2
+  const k = await contacts(c, 'f');
+  const { alice, a2, b } = k;
   try {
-    for (const s of [a1, a2, b]) await s.iq(xml('iq', { type: 'get' }, xml('query', { xmlns: NS.roster })));
-    // subscriptions first (each side available), then alice's resources (re)broadcast presence
-    for (const s of [a1, b]) await s.send(xml('presence'));
-    await subscribe(a1, b);
-    await subscribe(b, a1);
-    for (const s of [a1, a2]) await s.send(xml('presence', {}, xml('status', {}, 'here')));
-    for (const r of ['a1', 'a2']) {
-      await b.waitFor((p) => p.is('presence') && !p.attrs.type && p.attrs.from === `${alice}@${c.domain}/${r}` && p.getChildText('status') === 'here', 5000, `bob sees alice/${r} available`);
-    }
     b.clearInbox();
 
     // node 1 dies: its jabberd2 and its cluster node, without a goodbye
@@ -57,7 +36,7 @@ test('a dead node: its users are ended elsewhere and their contacts get exactly 
     while (!a2.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     assert.ok(a2.closed, 'the client whose session lived on the dead node is ended');
     // bob gets one unavailable for each of alice's lost sessions
-    const un = (r: string) => (p: Element) => p.is('presence') && p.attrs.type === 'unavailable' && p.attrs.from === `${alice}@${c.domain}/${r}`;
+    const un = k.unavailableFrom;
     await b.waitFor(un('a1'), 5000, 'unavailable from alice/a1');
     await b.waitFor(un('a2'), 5000, 'unavailable from alice/a2');
     const took = Date.now() - t0;
@@ -80,6 +59,6 @@ test('a dead node: its users are ended elsewhere and their contacts get exactly 
       await back.stop();
     }
   } finally {
-    await Promise.all([a1.stop(), a2.stop(), b.stop()]);
+    await k.stop();
   }
 });

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startCluster, type TestCluster } from '../helpers/cluster.ts';
-import { login, register, xml, NS, type XmppSession, type Element } from '../helpers/xmpp.ts';
+import { contacts, PASS } from '../helpers/contacts.ts';
+import { login, xml, type XmppSession } from '../helpers/xmpp.ts';
 
-const PASS = 'pw-1234';
 let c: TestCluster;
 
 before(async () => {
@@ -18,23 +18,10 @@ after(async () => {
   await c?.stop();
 });
 
-async function subscribe(a: XmppSession, b: XmppSession): Promise<void> {
-  await a.send(xml('presence', { to: b.bare, type: 'subscribe' }));
-  await b.waitFor((p) => p.is('presence') && p.attrs.type === 'subscribe' && p.attrs.from === a.bare, 5000, `${b.bare} gets subscribe`);
-  await b.send(xml('presence', { to: a.bare, type: 'subscribed' }));
-  await a.waitFor((p) => p.is('presence') && p.attrs.type === 'subscribed', 5000, `${a.bare} gets subscribed`);
-}
-
 test('graceful stop: sessions ended properly, 0 messages lost', { timeout: 90000 }, async () => {
-  const t = Date.now().toString(36);
   const [n1, n2] = c.members;
-  const alice = `ga${t}`;
-  const bob = `gb${t}`;
-  await register(n1!.j.c2sPort, c.domain, alice, PASS);
-  await register(n2!.j.c2sPort, c.domain, bob, PASS);
-  const a1 = await login(n1!.j.c2sPort, c.domain, alice, PASS, 'a1');
-  const a2 = await login(n2!.j.c2sPort, c.domain, alice, PASS, 'a2');
-  const b = await login(n2!.j.c2sPort, c.domain, bob, PASS, 'b');
+  const k = await contacts(c, 'g');
+  const { alice, a1, a2, b } = k;
   const N = 60;
   // a bare-JID message goes to every resource of top priority (a1 and a2 here), as on one
   // server: a duplicate is the same message twice at one session, or live and again offline
@@ -54,14 +41,6 @@ test('graceful stop: sessions ended properly, 0 messages lost', { timeout: 90000
     for (const id of here) got.add(id);
   };
   try {
-    for (const s of [a1, a2, b]) await s.iq(xml('iq', { type: 'get' }, xml('query', { xmlns: NS.roster })));
-    for (const s of [a1, b]) await s.send(xml('presence'));
-    await subscribe(a1, b);
-    await subscribe(b, a1);
-    for (const s of [a1, a2]) await s.send(xml('presence', {}, xml('status', {}, 'here')));
-    for (const r of ['a1', 'a2']) {
-      await b.waitFor((p) => p.is('presence') && !p.attrs.type && p.attrs.from === `${alice}@${c.domain}/${r}` && p.getChildText('status') === 'here', 5000, `bob sees alice/${r}`);
-    }
     // a message stream from bob to alice's bare JID: a third before, a third while node 1
     // stops, a third after it is gone
     const send = (i: number): Promise<void> => b.send(xml('message', { to: `${alice}@${c.domain}`, type: 'chat', id: `audit-${i}` }, xml('body', {}, `m${i}`)));
@@ -77,7 +56,7 @@ test('graceful stop: sessions ended properly, 0 messages lost', { timeout: 90000
     const deadline = Date.now() + 5000;
     while (!(a1.closed && a2.closed) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     assert.ok(a1.closed && a2.closed, `alice's clients closed (a1 ${a1.closed}, a2 ${a2.closed})`);
-    const un = (r: string) => (p: Element) => p.is('presence') && p.attrs.type === 'unavailable' && p.attrs.from === `${alice}@${c.domain}/${r}`;
+    const un = k.unavailableFrom;
     await b.waitFor(un('a1'), 5000, 'unavailable from alice/a1');
     await b.waitFor(un('a2'), 5000, 'unavailable from alice/a2');
     await b.iq(xml('iq', { type: 'get', to: c.domain }, xml('query', { xmlns: 'jabber:iq:version' })));
@@ -102,6 +81,6 @@ test('graceful stop: sessions ended properly, 0 messages lost', { timeout: 90000
       await back.stop();
     }
   } finally {
-    await Promise.all([a1.stop(), a2.stop(), b.stop()]);
+    await k.stop();
   }
 });
