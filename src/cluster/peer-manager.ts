@@ -293,9 +293,22 @@ class PeerConn {
     }
   }
 
+  /**
+   * While a snapshot is being paced onto the link, everything else waits behind it in `held`,
+   * so the peer gets the snapshot before the deltas and stanzas that follow it.
+   */
+  private held: Buffer[] | null = null;
+  private heldBytes = 0;
+
   send(m: PeerMessage): void {
     if (this.closed) return;
     const b = encode(m);
+    if (this.held) {
+      this.held.push(b);
+      this.heldBytes += b.length;
+      if (this.heldBytes > this.cfg.queueBytes) this.close(`more than ${this.cfg.queueBytes} bytes held behind a snapshot (slow peer)`);
+      return;
+    }
     this.out.push(b);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -314,6 +327,41 @@ class PeerConn {
     if (flow && this.up && !this.congested && this.socket.writableLength > flow.highWater) {
       this.congested = true;
       flow.congestion(this, true, this.label, () => this.close(`queued data not taken for ${flow.stallMs} ms (slow peer)`));
+    }
+  }
+
+  /**
+   * Send a snapshot in parts, each written when the socket has taken the previous ones (a
+   * large table would otherwise sit in memory at once, and count as a slow peer).
+   */
+  async sendSnapshotPaced(parts: PeerMessage[], lowWater: number): Promise<boolean> {
+    this.flush();
+    this.held ??= [];
+    try {
+      for (const p of parts) {
+        if (this.closed) return false;
+        this.socket.write(encode(p));
+        if (this.socket.writableLength > lowWater) {
+          await new Promise<void>((r) => {
+            const done = (): void => {
+              this.socket.off('drain', done);
+              this.socket.off('close', done);
+              r();
+            };
+            this.socket.on('drain', done);
+            this.socket.on('close', done);
+          });
+        }
+      }
+      return !this.closed;
+    } finally {
+      const held = this.held ?? [];
+      this.held = null;
+      this.heldBytes = 0;
+      if (!this.closed && held.length) {
+        this.out.push(...held);
+        this.flush();
+      }
     }
   }
 
@@ -538,13 +586,24 @@ export class PeerManager {
 
   /** Send a snapshot of our table, in parts of kSnapshotPartSessions so that any size fits in frames. */
   sendSnapshot(node: string, snap: { origin: string; incarnation: number; seq: number; sessions: SessionEntry[]; names: NameEntry[] }): boolean {
+    const c = this.links.get(node);
+    if (!c) return false;
     const all = snap.sessions;
+    const parts: PeerMessage[] = [];
     for (let at = 0; ; at += kSnapshotPartSessions) {
       const more = at + kSnapshotPartSessions < all.length;
       const part = { ...snap, sessions: all.slice(at, at + kSnapshotPartSessions), names: at === 0 ? snap.names : [] };
-      if (!this.send(node, { type: MsgType.SNAPSHOT, ...part, ...(more ? { more } : {}) })) return false;
-      if (!more) return true;
+      parts.push({ type: MsgType.SNAPSHOT, ...part, ...(more ? { more } : {}) });
+      if (!more) break;
     }
+    if (parts.length === 1) {
+      c.send(parts[0]!);
+      return true;
+    }
+    void c.sendSnapshotPaced(parts, 1 << 20).then((ok) => {
+      if (!ok) this.log.info(`snapshot to '${node}' cut short: the link closed`);
+    });
+    return true;
   }
 
   broadcast(m: PeerMessage): void {

@@ -54,8 +54,8 @@ export class ClusterTable {
   readonly shared: SharedTable;
   private pendingOps: Op[] = [];
 
-  /** capacityPow2: log2 of the shared index's slots (2^20 = 16 MiB, up to ~786k users with sessions) */
-  constructor(readonly self: string, readonly incarnation: number, private readonly events: TableEvents, capacityPow2 = 20) {
+  /** capacityPow2: log2 of the shared index's slots (2^21 = 32 MiB, up to ~1.57 M users with sessions) */
+  constructor(readonly self: string, readonly incarnation: number, private readonly events: TableEvents, capacityPow2 = 21) {
     this.shared = SharedTable.create(capacityPow2);
     this.origins.set(self, { incarnation, seq: 0, sessions: new Map(), names: new Map() });
     this.indexOf(self);
