@@ -65,7 +65,7 @@ export interface ClusterStats {
   rewritten: number;
   sessionsLearned: number;
   sessionsEnded: number;
-  droppedLoops: number;
+  droppedFromPeers: number;
 }
 
 export class ClusterRouter {
@@ -79,7 +79,7 @@ export class ClusterRouter {
   private readonly proxiedBound = new Set<string>();
   private deltaScheduled = false;
   readonly ledger = new PresenceLedger();
-  readonly stats: ClusterStats = { toPeers: 0, fromPeers: 0, rewritten: 0, sessionsLearned: 0, sessionsEnded: 0, droppedLoops: 0 };
+  readonly stats: ClusterStats = { toPeers: 0, fromPeers: 0, rewritten: 0, sessionsLearned: 0, sessionsEnded: 0, droppedFromPeers: 0 };
 
   constructor(
     readonly self: string,
@@ -224,6 +224,12 @@ export class ClusterRouter {
   /** A route from a peer node. */
   fromPeer(origin: string, el: XmlElement, raw: string): void {
     this.stats.fromPeers++;
+    if (el.uri !== NS_COMPONENT || el.local !== 'route' || attr(el, 'type') !== undefined) {
+      // peers carry unicast routes only
+      this.stats.droppedFromPeers++;
+      this.log.warn(`node '${origin}' sent <${el.name}> in '${el.uri}' as a stanza; only unicast component routes travel between nodes: dropped`);
+      return;
+    }
     let to = domainOf(attr(el, 'to'));
     if (to === null) {
       this.log.warn(`route from node '${origin}' without a valid 'to'; dropped`);
@@ -233,7 +239,7 @@ export class ClusterRouter {
     const a = this.parseAlias(to);
     if (a) {
       if (a.node !== this.self) {
-        this.stats.droppedLoops++;
+        this.stats.droppedFromPeers++;
         this.log.warn(`route from node '${origin}' for '${to}', which belongs to node '${a.node}': dropped (loop guard)`);
         return;
       }

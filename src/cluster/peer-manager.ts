@@ -202,6 +202,9 @@ class PeerConn {
   }
 
   private onFrame(payload: Uint8Array): void {
+    // frames that arrived in the same read as the one that closed the link are not acted on
+    // (after our own graceful close they are: the peer sent them before it read our BYE)
+    if (!this.acceptInput) return;
     let msg: PeerMessage;
     try {
       msg = decode(payload);
@@ -235,7 +238,9 @@ class PeerConn {
         this.up = true;
         this.framer = new StreamFramer({
           onStreamOpen: () => {},
-          onStanza: (el, raw) => this.mgr.events.onStanza(this.peer, el, raw),
+          onStanza: (el, raw) => {
+            if (this.acceptInput) this.mgr.events.onStanza(this.peer, el, raw);
+          },
           onStreamClose: () => this.close('stanza stream closed'),
           onError: (f) => this.close(`malformed stanza from peer: ${f.condition}: ${f.message}`),
         }, { maxStanzaBytes: this.cfg.maxStanzaBytes, maxDepth: this.cfg.maxDepth });
@@ -298,6 +303,8 @@ class PeerConn {
    * so the peer gets the snapshot before the deltas and stanzas that follow it.
    */
   private held: Buffer[] | null = null;
+  /** false once the link was closed for a fault: nothing more it sent is acted on */
+  private acceptInput = true;
   private heldBytes = 0;
 
   send(m: PeerMessage): void {
@@ -378,6 +385,10 @@ class PeerConn {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    if (!graceful) {
+      this.acceptInput = false;
+      this.decoder.stop();
+    }
     if (this.mgr.flow) {
       this.mgr.flow.release(this);
       this.mgr.flow.removeSource(this);

@@ -210,6 +210,7 @@ export class ClusterTable {
     for (const [k, n] of oldNames) if (!fresh.names.has(k)) this.events.onRemoteName(origin, n, false);
     for (const [k, n] of fresh.names) {
       const was = oldNames.get(k);
+      if (was && was.kind !== n.kind) this.events.onRemoteName(origin, was, false); // the old kind goes first
       if (!was || was.kind !== n.kind) this.events.onRemoteName(origin, n, true);
     }
   }
@@ -248,6 +249,7 @@ export class ClusterTable {
         case 'name+': {
           const was = o.names.get(op.n.name);
           o.names.set(op.n.name, op.n);
+          if (was && was.kind !== op.n.kind) this.events.onRemoteName(origin, was, false); // the old kind goes first
           if (!was || was.kind !== op.n.kind) this.events.onRemoteName(origin, op.n, true);
           break;
         }

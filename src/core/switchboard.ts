@@ -176,6 +176,8 @@ export class Switchboard {
   }
 
   private async bind(c: ComponentConn, el: XmlElement): Promise<void> {
+    // queued behind an earlier bind of a component that has gone since: nothing to do
+    if (c.closed || !this.comps.has(c)) return;
     const flags: BindFlags = {
       multi: attr(el, 'multi'),
       default: firstChild(el, 'default', NS_COMPONENT) !== undefined,
@@ -243,6 +245,7 @@ export class Switchboard {
   }
 
   private async unbind(c: ComponentConn, el: XmlElement): Promise<void> {
+    if (c.closed || !this.comps.has(c)) return;
     const j = parseJid(attr(el, 'name'));
     if (j === null) return void c.send(unbindReply('400'));
     const name = j.domain;
