@@ -11,7 +11,7 @@
  *   (`process.report.getReport().sharedObjects`, the list of every mapped shared library).
  *   It throws otherwise: figures measured with an addon would not be the figures of this product.
  */
-import { cpus } from 'node:os';
+import { cpus, release, totalmem } from 'node:os';
 
 process.env['MSGPACKR_NATIVE_ACCELERATION_DISABLED'] = 'true';
 
@@ -52,6 +52,8 @@ export function machineInfo(): Record<string, unknown> {
     platform: process.platform,
     cpuModel: c[0]?.model ?? 'unknown',
     cpus: c.length,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
     msgpackrNativeAccelerationDisabledEnv: process.env['MSGPACKR_NATIVE_ACCELERATION_DISABLED'],
   };
 }

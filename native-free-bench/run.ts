@@ -7,10 +7,15 @@
  *   --only a,b        run only these sections (names below)
  *   --out DIR         where the JSON and SVG go (default native-free-bench/results; --quick: a temp dir)
  *   --label NAME      file name of the results (default: latest, or quick)
+ *   --isolate         with --quick: still run every section in a process of its own
+ *   --render FILE     run nothing: recompute the targets of a results JSON, rewrite it and its SVG,
+ *                     print the report (after a change to lib/report.ts, or to read a run again)
  *
  * Every section runs in a fresh process (`node --expose-gc --import tsx <section>`) with
  * MSGPACKR_NATIVE_ACCELERATION_DISABLED=true, and checks for itself that msgpackr runs in pure
- * JS and that no native addon is loaded. Progress goes to stderr; the report to stdout; results
+ * JS and that no native addon is loaded. With --quick, sections run in this process (saves a
+ * process start per section), except the SharedTable bench, which is a script; the measured
+ * nodes and relays are child processes either way. Progress goes to stderr; the report to stdout; results
  * to <out>/<label>.json and <out>/<label>.svg. Exit status 1 if any section failed.
  */
 import './guard.ts';
@@ -19,10 +24,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchEnv, checkNativeFree, machineInfo } from './guard.ts';
-import { makeProgress, parseArgs } from './lib/context.ts';
+import { makeProgress, parseArgs, type Section } from './lib/context.ts';
 import { kRepoRoot } from './lib/children.ts';
 import { allowedCpus, taskset } from './lib/procfs.ts';
 import { computeTargets, renderSvg, textReport, type Results } from './lib/report.ts';
+import { params } from './lib/scenario.ts';
+import { routerToSm, smToRouter } from './lib/stanzas.ts';
 
 interface SectionDef {
   name: string;
@@ -46,13 +53,32 @@ const SECTIONS: SectionDef[] = [
 
 const args = parseArgs(process.argv.slice(2));
 const progress = makeProgress('bench');
+if (args.render !== null) {
+  const r = JSON.parse(readFileSync(args.render, 'utf8')) as Results;
+  r.targets = computeTargets(r);
+  writeFileSync(args.render, JSON.stringify(r, null, 2) + '\n');
+  const svg = args.render.replace(/\.json$/, '') + '.svg';
+  writeFileSync(svg, renderSvg(r));
+  process.stdout.write(textReport(r) + `\nresults: ${args.render}\nchart:   ${svg}\n`);
+  process.exit(0);
+}
 const label = args.label ?? (args.quick ? 'quick' : 'latest');
 const outDir = args.out ?? (args.quick ? join(tmpdir(), 'jabberd2-cluster-bench-quick') : join(kRepoRoot, 'native-free-bench/results'));
 const work = mkdtempSync(join(tmpdir(), 'jc-bench-'));
 const started = new Date();
 const t0 = performance.now();
 
+async function runInProcess(s: SectionDef): Promise<Record<string, unknown>> {
+  try {
+    const mod = (await import(join(kRepoRoot, 'native-free-bench', s.file))) as { run: Section };
+    return await mod.run({ quick: args.quick, workers: args.workers, pin: args.pin, progress: makeProgress(s.name) });
+  } catch (err) {
+    return { error: `section ${s.name} failed: ${(err as Error).stack ?? String(err)}` };
+  }
+}
+
 function runSection(s: SectionDef): Promise<Record<string, unknown>> {
+  if (args.quick && !args.isolate && s.envStyle !== true) return runInProcess(s);
   const result = join(work, `${s.name}.json`);
   const node = ['--expose-gc', ...(s.heapMiB ? [`--max-old-space-size=${s.heapMiB}`] : []), '--import', 'tsx', join(kRepoRoot, 'native-free-bench', s.file)];
   const extra: Record<string, string> = {};
@@ -112,6 +138,10 @@ const results: Results = {
   startedAt: started.toISOString(),
   durationSec: (performance.now() - t0) / 1000,
   workers: args.workers,
+  method: {
+    macro: { ...params(args.quick), routeBytes: { 'router→sm': routerToSm().bytes.length, 'sm→router': smToRouter().bytes.length } },
+    note: 'see native-free-bench/README.md (Method of the macro-benchmarks)',
+  },
   machine: { ...machineInfo(), allowedCpus: cpus, taskset: taskset() !== null, pinning: args.pin && taskset() !== null },
   sections: {
     micro: {

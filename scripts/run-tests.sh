@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # node:test through tsx over every *.test.ts under test/ (or under the folders given).
 # Unit tests run in parallel; tests that start real daemons (test/e2e) run one file at a time.
+# When test/e2e is run, its node and cluster files run a second time with framing workers
+# (JC_TEST_WORKERS=2, read by test/helpers/*); the first pass uses JC_TEST_WORKERS as given
+# (default 0: everything on the main thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dirs=("$@"); [ ${#dirs[@]} -gt 0 ] || dirs=(test/unit test/e2e)
+dirs=("$@"); [ ${#dirs[@]} -gt 0 ] || dirs=(test/unit test/fuzz test/e2e)
+# fuzz findings that are tracked and not fixed yet (see test/fuzz/README.md): reported, not failing
+export FUZZ_KNOWN="${FUZZ_KNOWN-router-output-unparseable,sm-names-leak}"
 status=0
 for d in "${dirs[@]}"; do
   [ -d "$d" ] || continue
@@ -12,5 +17,12 @@ for d in "${dirs[@]}"; do
   conc=2; case "$d" in test/e2e*) conc=1;; esac
   echo "== $d (${#files[@]} files)"
   node --import tsx --test --test-concurrency="$conc" --test-reporter=spec "${files[@]}" || status=1
+  if [ "${d%/}" = test/e2e ]; then
+    mapfile -t wfiles < <(find "$d" \( -name 'node-*.test.ts' -o -name 'cluster*.test.ts' -o -name 'backpressure.test.ts' \) | sort)
+    if [ ${#wfiles[@]} -gt 0 ]; then
+      echo "== $d with JC_TEST_WORKERS=2 (${#wfiles[@]} files)"
+      JC_TEST_WORKERS=2 node --import tsx --test --test-concurrency=1 --test-reporter=spec "${wfiles[@]}" || status=1
+    fi
+  fi
 done
 exit $status

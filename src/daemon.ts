@@ -10,6 +10,7 @@ import { ClusterRouter } from './cluster/cluster-router.ts';
 import { PeerManager, type PeerConfig } from './cluster/peer-manager.ts';
 import { MsgType } from './wire/messages.ts';
 import { FlowControl } from './net/flow-control.ts';
+import { WorkerPool } from './workers/pool.ts';
 
 /** how long a destination may hold every source paused before it is closed as a slow consumer */
 export const STALL_MS = 5000;
@@ -31,6 +32,11 @@ export interface NodeOptions {
   domains?: readonly string[];
   /** peer links; absent: a single node */
   peers?: Omit<PeerConfig, 'self' | 'incarnation' | 'maxStanzaBytes' | 'maxDepth' | 'queueBytes' | 'authTimeoutMs'>;
+  /**
+   * Worker threads that frame and parse the input of authenticated links (the router link and
+   * the sm connections), each link pinned to one; 0 or absent: everything on the main thread.
+   */
+  workers?: number;
 }
 
 export class ClusterNode {
@@ -40,17 +46,23 @@ export class ClusterNode {
   readonly cluster: ClusterRouter | null = null;
   readonly flow: FlowControl;
   readonly peers: PeerManager | null = null;
+  /** framing workers (null: workers = 0, everything inline) */
+  readonly pool: WorkerPool | null = null;
   /** this process's life: peers drop entries of an earlier life on sight */
   readonly incarnation = Date.now();
   private smPort = 0;
+  /** sm-listener credentials; replaced by reloadUsers() (SIGHUP) */
+  private users: ReadonlyMap<string, string>;
   private upWaiters: (() => void)[] = [];
   private stopped = false;
   readonly startedAt = Date.now();
 
   constructor(readonly opts: NodeOptions, private readonly log: Logger) {
+    this.users = opts.local.users;
     const limits = { maxStanzaBytes: opts.limits.maxStanzaBytes, maxDepth: opts.limits.maxDepth, queueBytes: opts.limits.queueBytes };
     // pause the sources when a destination holds more than an eighth of its queue cap (≤ 1 MiB)
     this.flow = new FlowControl(Math.min(1 << 20, Math.floor(opts.limits.queueBytes / 8)), STALL_MS, log.child('flow'));
+    if ((opts.workers ?? 0) > 0) this.pool = new WorkerPool({ size: opts.workers! }, log.child('workers'));
     this.router = new RouterLink(opts.router, limits, log.child('router-link'), {
       onUp: () => {
         const w = this.upWaiters;
@@ -61,7 +73,7 @@ export class ClusterNode {
       onRoute: (el, raw) => this.switchboard.onRouterRoute(el, raw),
       onAdvertisement: (name, available) => this.switchboard.onRouterAdvertisement(name, available),
       onBindLost: (name, code) => this.log.error(`lost name '${name}' after the router came back (error ${code}); its component keeps its local bind but the router will not send us its traffic`),
-    });
+    }, this.pool);
     this.switchboard = new Switchboard(this.router, opts.local.acl, log.child('switch'));
     if (opts.peers) {
       const self = opts.id;
@@ -82,7 +94,7 @@ export class ClusterNode {
         isUp: (n) => peers.isUp(n),
         upNodes: () => peers.upNodes(),
         sendStanza: (n, raw) => peers.send(n, { type: MsgType.STANZA, bytes: Buffer.from(raw, 'utf8') }),
-        sendSnapshot: (n, snap) => void peers.send(n, { type: MsgType.SNAPSHOT, ...snap }),
+        sendSnapshot: (n, snap) => peers.sendSnapshot(n, snap),
         broadcastDelta: (incarnation, seq, ops) => peers.broadcast({ type: MsgType.DELTA, origin: self, incarnation, seq, ops }),
         requestResync: (n) => void peers.send(n, { type: MsgType.RESYNC, origin: self }),
       }, log.child('cluster'));
@@ -96,14 +108,20 @@ export class ClusterNode {
       log.child('sm-listener'),
       {
         accepting: () => this.router.ready && !this.stopped,
-        lookupPass: (u) => this.opts.local.users.get(u),
+        lookupPass: (u) => this.users.get(u),
         onReady: (c) => this.switchboard.onComponentReady(c),
         onElement: (c, el, raw) => this.switchboard.onComponentElement(c, el, raw),
         onGone: (c, reason, detail) => this.switchboard.onComponentGone(c, reason, detail),
       },
       this.flow,
+      this.pool,
     );
     this.router.attachFlow(this.flow);
+  }
+
+  /** Replace the sm-listener credentials (new connections use them; existing ones stay). */
+  reloadUsers(users: ReadonlyMap<string, string>): void {
+    this.users = users;
   }
 
   /** Start the router link and the sm listener; resolves with the listener's port. */
@@ -144,6 +162,7 @@ export class ClusterNode {
     await this.peers?.stop();
     await this.server.close(CloseReason.Shutdown, 'node stopping');
     await this.router.stop();
+    await this.pool?.close();
     this.log.notice('node stopped');
   }
 
@@ -156,6 +175,7 @@ export class ClusterNode {
     this.peers?.abort();
     this.server.abort();
     this.router.abort();
+    void this.pool?.close();
   }
 
   status(): Record<string, unknown> {
@@ -168,6 +188,7 @@ export class ClusterNode {
       advertised: this.switchboard.availableUpstream(),
       stats: { ...this.switchboard.stats },
       flow: { paused: this.flow.paused, pauses: this.flow.pauses, slowConsumersClosed: this.flow.stallsClosed },
+      ...(this.pool ? { workers: this.pool.status() } : {}),
       ...(this.cluster && this.peers
         ? {
             cluster: {

@@ -56,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
       limits: cfg.limits,
       domains: cfg.domains,
       ...(cfg.peers ? { peers: cfg.peers } : {}),
+      workers: cfg.workers,
     },
     log,
   );
@@ -72,6 +73,16 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGUSR1', () => log.notice(`status: ${JSON.stringify(node.status())}`));
+  process.on('SIGHUP', () => {
+    // the one reloadable setting: the sm listener's users file (as jabberd2's router does)
+    try {
+      const fresh = loadUsers(cfg.local.users);
+      node.reloadUsers(fresh);
+      log.notice(`SIGHUP: reloaded ${fresh.size} user(s) from ${cfg.local.users}`);
+    } catch (err) {
+      log.error(`SIGHUP: kept the old users: ${(err as Error).message}`);
+    }
+  });
   process.on('uncaughtException', (err) => {
     // a bug must be loud; links are isolated, so log and keep serving the others
     log.error(`uncaught exception: ${err.stack ?? err}`);

@@ -66,7 +66,11 @@ export class Child {
 
   /** Starts the child (on `cpu` when given) and waits for it to be ready. */
   static spawn(spec: ChildSpec, cpu: number | null, label: string, timeoutMs = 30_000): Promise<Child> {
-    const args = ['--expose-gc', '--import', 'tsx', kNodeProcess, JSON.stringify(spec)];
+    // BENCH_CPU_PROF=<dir>: V8 CPU profiles of the measured processes (for docs/performance.md);
+    // BENCH_NODE_FLAGS: more Node/V8 flags for them (e.g. --trace-gc, --max-semi-space-size=64)
+    const prof = process.env['BENCH_CPU_PROF'];
+    const flags = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+    const args = ['--expose-gc', ...flags, ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), '--import', 'tsx', kNodeProcess, JSON.stringify(spec)];
     const ts = taskset();
     const proc = cpu !== null && ts !== null
       ? spawn(ts, ['-c', String(cpu), process.execPath, ...args], { cwd: kRepoRoot, env: benchEnv(), stdio: ['ignore', 2, 2, 'ipc'] })

@@ -43,10 +43,12 @@ export interface CliArgs {
   out: string | null;
   label: string | null;
   only: string[] | null;
+  isolate: boolean;
+  render: string | null;
 }
 
 export function parseArgs(argv: readonly string[]): CliArgs {
-  const a: CliArgs = { quick: false, workers: [0], pin: true, result: null, out: null, label: null, only: null };
+  const a: CliArgs = { quick: false, workers: [0], pin: true, result: null, out: null, label: null, only: null, isolate: false, render: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const val = (): string => {
@@ -57,6 +59,12 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     switch (k) {
       case '--quick':
         a.quick = true;
+        break;
+      case '--render':
+        a.render = val();
+        break;
+      case '--isolate':
+        a.isolate = true;
         break;
       case '--no-pin':
         a.pin = false;
@@ -82,7 +90,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         break;
       case '-h':
       case '--help':
-        process.stdout.write(`usage: npx tsx native-free-bench/run.ts [--quick] [--workers 0,1,2] [--no-pin] [--only a,b] [--out DIR] [--label NAME]\n`);
+        process.stdout.write(`usage: npx tsx native-free-bench/run.ts [--quick [--isolate]] [--workers 0,1,2] [--no-pin] [--only a,b] [--out DIR] [--label NAME] | --render FILE.json\n`);
         process.exit(0);
         break;
       default:

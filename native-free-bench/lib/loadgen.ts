@@ -132,8 +132,14 @@ export interface Window {
 export interface PeakResult {
   stanzasPerSec: number;
   mbPerSec: number;
-  /** measured processes' CPU seconds per million routes */
+  /**
+   * measured processes' CPU seconds per million routes: exact CPU (process.cpuUsage() for a
+   * node) over the whole phase (warm-up, windows, drain) ÷ every route forwarded in it
+   */
   cpuSecPerMillion: number;
+  /** the same from /proc over the measurement windows only (10 ms resolution) */
+  cpuSecPerMillionWindows: number;
+  routesWholePhase: number;
   /** measured processes' cores in use */
   targetCores: number;
   genCores: number;
@@ -145,6 +151,7 @@ export interface PeakResult {
   window: number;
   batch: number;
   drained: boolean;
+  drainMs: number;
 }
 
 export interface PeakOptions {
@@ -154,8 +161,13 @@ export interface PeakOptions {
   /** routes in flight per flow */
   window: number;
   batch: number;
-  /** cumulative CPU seconds of the measured processes */
-  cpu: () => Promise<number>;
+  /**
+   * Cumulative CPU seconds of the measured processes, read at once (from /proc: a saturated node
+   * answers IPC only after hundreds of ms, see docs/performance.md); used per window.
+   */
+  cpuNow: () => number;
+  /** The same, exactly (process.cpuUsage() of a node child over IPC); read only while idle. */
+  cpuExact: () => Promise<number>;
 }
 
 function genCpuSeconds(): number {
@@ -165,6 +177,7 @@ function genCpuSeconds(): number {
 
 export async function peak(flows: readonly Flow[], o: PeakOptions): Promise<PeakResult> {
   // a ring of prebuilt batches per flow (users cycle, stamps are not read)
+  const exact0 = await o.cpuExact();
   const rings = new Map<Flow, Buffer[]>();
   for (const f of flows) {
     if (f.lenOut <= 0) throw new Error(`flow ${f.name}: route length unknown (run pingPong first)`);
@@ -173,6 +186,7 @@ export async function peak(flows: readonly Flow[], o: PeakOptions): Promise<Peak
     for (let u = 0; u < f.users; u += o.batch) ring.push(batch(f.tpl, o.batch, u, f.users, 0));
     rings.set(f, ring);
   }
+  const recv0 = flows.reduce((n, f) => n + received(f), 0);
   let running = true;
   let ringPos = 0;
   const pump = (f: Flow): void => {
@@ -203,13 +217,13 @@ export async function peak(flows: readonly Flow[], o: PeakOptions): Promise<Peak
   const windows: Window[] = [];
   const perFlow: number[][] = flows.map(() => []);
   for (let w = 0; w < o.windows; w++) {
-    const c0 = await o.cpu();
+    const c0 = o.cpuNow();
     const g0 = genCpuSeconds();
     const s0 = systemCpu();
     const a = totals();
     const t0 = performance.now();
     await sleep(o.windowMs);
-    const c1 = await o.cpu();
+    const c1 = o.cpuNow();
     const g1 = genCpuSeconds();
     const s1 = systemCpu();
     const b = totals();
@@ -226,7 +240,11 @@ export async function peak(flows: readonly Flow[], o: PeakOptions): Promise<Peak
   }
   running = false;
   for (const f of flows) f.dst.sink.onChunk = null;
+  const td = performance.now();
   const drained = await drain(flows, 10_000);
+  const drainMs = performance.now() - td;
+  const exact1 = await o.cpuExact();
+  const recvAll = flows.reduce((n, f) => n + received(f), 0) - recv0;
   const rates = windows.map((w) => w.stanzas / w.seconds);
   const totalStanzas = windows.reduce((s, w) => s + w.stanzas, 0);
   const totalCpu = windows.reduce((s, w) => s + w.targetCpu, 0);
@@ -234,7 +252,9 @@ export async function peak(flows: readonly Flow[], o: PeakOptions): Promise<Peak
   return {
     stanzasPerSec: median(rates),
     mbPerSec: median(windows.map((w) => w.bytes / w.seconds / 1e6)),
-    cpuSecPerMillion: totalStanzas > 0 ? (totalCpu / totalStanzas) * 1e6 : Number.NaN,
+    cpuSecPerMillion: recvAll > 0 ? ((exact1 - exact0) / recvAll) * 1e6 : Number.NaN,
+    cpuSecPerMillionWindows: totalStanzas > 0 ? (totalCpu / totalStanzas) * 1e6 : Number.NaN,
+    routesWholePhase: recvAll,
     targetCores: totalCpu / totalSecs,
     genCores: windows.reduce((s, w) => s + w.genCpu, 0) / totalSecs,
     foreignCores: windows.reduce((s, w) => s + w.foreignCores * w.seconds, 0) / totalSecs,
@@ -245,6 +265,7 @@ export async function peak(flows: readonly Flow[], o: PeakOptions): Promise<Peak
     window: o.window,
     batch: o.batch,
     drained,
+    drainMs: Math.round(drainMs),
   };
 }
 
@@ -253,14 +274,21 @@ export interface PacedResult extends LatencySummary {
   achievedPerSec: number;
   /** routes still in flight when sending stopped (a backlog means the rate was not sustained) */
   inFlightAtEnd: number;
+  /** measured processes' cores in use while recording */
+  targetCores: number;
+  /** this generator's cores */
+  genCores: number;
+  foreignCores: number;
 }
 
 /**
  * `totalRate` routes/s spread evenly over the flows for `durationMs` (after `warmupMs`, not
- * recorded). The sending loop runs on setImmediate and writes what is due each turn (at most
- * `maxBurst` per flow), stamped with the time of writing.
+ * recorded). The sending loop runs on timers (about every millisecond) and writes what is due
+ * (at most `maxBurst` per flow), stamped with the time of writing: arrivals come in ~1 ms bursts.
+ * It does not spin: a spinning generator would take a whole CPU, and on a small box push other
+ * processes onto the measured process's CPU.
  */
-export async function paced(flows: readonly Flow[], totalRate: number, warmupMs: number, durationMs: number, maxBurst = 64): Promise<PacedResult> {
+export async function paced(flows: readonly Flow[], totalRate: number, warmupMs: number, durationMs: number, cpuNow: () => number, maxBurst = 4096): Promise<PacedResult> {
   const perFlow = totalRate / flows.length;
   for (const f of flows) {
     toScanMode(f);
@@ -274,6 +302,12 @@ export async function paced(flows: readonly Flow[], totalRate: number, warmupMs:
   let recvAtRecord = 0;
   let recvAtEnd = 0;
   let recording = false;
+  let c0 = 0;
+  let c1 = 0;
+  let g0 = 0;
+  let g1 = 0;
+  let s0 = systemCpu();
+  let s1 = s0;
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const now = performance.now();
@@ -282,9 +316,15 @@ export async function paced(flows: readonly Flow[], totalRate: number, warmupMs:
         const ns = nowNs();
         for (const f of flows) f.dst.sink.recordFromNs = ns;
         recvAtRecord = flows.reduce((s, f) => s + received(f), 0);
+        c0 = cpuNow();
+        g0 = genCpuSeconds();
+        s0 = systemCpu();
       }
       if (now >= end) {
         recvAtEnd = flows.reduce((s, f) => s + received(f), 0);
+        c1 = cpuNow();
+        g1 = genCpuSeconds();
+        s1 = systemCpu();
         resolve();
         return;
       }
@@ -297,7 +337,7 @@ export async function paced(flows: readonly Flow[], totalRate: number, warmupMs:
           f.sent += n;
         }
       });
-      setImmediate(tick);
+      setTimeout(tick, 0);
     };
     tick();
   });
@@ -308,5 +348,14 @@ export async function paced(flows: readonly Flow[], totalRate: number, warmupMs:
     f.dst.sink.recordFromNs = Number.POSITIVE_INFINITY;
     f.dst.sink.latenciesUs = [];
   }
-  return { ...summarizeLatency(lat), targetPerSec: Math.round(totalRate), achievedPerSec: Math.round((recvAtEnd - recvAtRecord) / (durationMs / 1000)), inFlightAtEnd: inFlight };
+  const secs = durationMs / 1000;
+  return {
+    ...summarizeLatency(lat),
+    targetPerSec: Math.round(totalRate),
+    achievedPerSec: Math.round((recvAtEnd - recvAtRecord) / secs),
+    inFlightAtEnd: inFlight,
+    targetCores: Number(((c1 - c0) / secs).toFixed(3)),
+    genCores: Number(((g1 - g0) / secs).toFixed(3)),
+    foreignCores: Number(Math.max(0, (s1.proc - s0.proc - (c1 - c0) - (g1 - g0)) / secs).toFixed(3)),
+  };
 }

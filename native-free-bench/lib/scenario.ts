@@ -5,9 +5,12 @@
  */
 import type { BenchContext } from './context.ts';
 import { paced, peak, pingPong, type Flow, type PacedResult, type PeakResult, type PingPongResult } from './loadgen.ts';
-import { cpuPlan, pin } from './procfs.ts';
+import { cpuPlan, pin, systemCpu } from './procfs.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Measurement {
+  /** CPU other processes were using when the measurement began (cores), and how long we waited for less */
+  quietness: { foreignCores: number; waitedMs: number };
   latency1: PingPongResult;
   peak: PeakResult;
   halfPeak: PacedResult | null;
@@ -27,21 +30,54 @@ export function params(quick: boolean): {
   return p;
 }
 
-export async function measure(ctx: BenchContext, label: string, flows: Flow[], cpu: () => Promise<number>, withHalfPeak: boolean): Promise<Measurement> {
+/** CPU of the measured processes: instant (/proc) and exact (IPC for node children). */
+export interface CpuSource {
+  now: () => number;
+  exact: () => Promise<number>;
+}
+
+/** Process CPU in use on the machine over `ms` (cores), this process excluded. */
+async function busyCores(ms: number): Promise<number> {
+  const a = systemCpu();
+  const u0 = process.cpuUsage();
+  await sleep(ms);
+  const b = systemCpu();
+  const u1 = process.cpuUsage();
+  const own = (u1.user - u0.user + u1.system - u0.system) / 1e6;
+  return Math.max(0, (b.proc - a.proc - own) / (ms / 1000));
+}
+
+/**
+ * Waits (up to `maxMs`) until other processes use less than a quarter of a core, as
+ * perf-probe's runs did; measures anyway after that, and records what it found.
+ */
+export async function waitForQuiet(ctx: BenchContext, label: string, maxMs: number): Promise<{ foreignCores: number; waitedMs: number }> {
+  const t0 = performance.now();
+  let f = await busyCores(ctx.quick ? 50 : 300);
+  while (f > 0.25 && performance.now() - t0 < maxMs) {
+    f = await busyCores(500);
+  }
+  const waitedMs = Math.round(performance.now() - t0);
+  if (f > 0.25) ctx.progress(`${label}: other processes use ${(f * 100).toFixed(0)} % of a core; measuring anyway (waited ${(waitedMs / 1000).toFixed(1)} s)`);
+  return { foreignCores: Number(f.toFixed(2)), waitedMs };
+}
+
+export async function measure(ctx: BenchContext, label: string, flows: Flow[], cpu: CpuSource, withHalfPeak: boolean): Promise<Measurement> {
   const p = params(ctx.quick);
+  const quietness = await waitForQuiet(ctx, label, ctx.quick ? 0 : 20_000);
   ctx.progress(`${label}: latency, one route in flight (${p.pings} routes)`);
   const latency1 = await pingPong(flows, p.pings, p.pingWarmup);
   ctx.progress(`${label}: latency p50 ${latency1.p50Us} µs, p99 ${latency1.p99Us} µs; peak throughput (${p.windows} × ${p.windowMs} ms)`);
-  const pk = await peak(flows, { warmupMs: p.warmupMs, windows: p.windows, windowMs: p.windowMs, window: p.window, batch: p.batch, cpu });
+  const pk = await peak(flows, { warmupMs: p.warmupMs, windows: p.windows, windowMs: p.windowMs, window: p.window, batch: p.batch, cpuNow: cpu.now, cpuExact: cpu.exact });
   ctx.progress(`${label}: ${Math.round(pk.stanzasPerSec).toLocaleString('en')} routes/s, ${pk.cpuSecPerMillion.toFixed(2)} CPU s per million, measured process ${(pk.targetCores * 100).toFixed(0)} % of a core, generator ${(pk.genCores * 100).toFixed(0)} %, other processes ${(pk.foreignCores * 100).toFixed(0)} %, irq ${(pk.irqCores * 100).toFixed(0)} %, steal ${(pk.stealCores * 100).toFixed(0)} %`);
   let halfPeak: PacedResult | null = null;
   if (withHalfPeak) {
     const rate = pk.stanzasPerSec / 2;
     ctx.progress(`${label}: latency at half of peak (${Math.round(rate).toLocaleString('en')} routes/s for ${p.pacedMs} ms)`);
-    halfPeak = await paced(flows, rate, p.pacedWarmupMs, p.pacedMs);
-    ctx.progress(`${label}: at half peak p50 ${halfPeak.p50Us} µs, p99 ${halfPeak.p99Us} µs (achieved ${halfPeak.achievedPerSec.toLocaleString('en')} routes/s)`);
+    halfPeak = await paced(flows, rate, p.pacedWarmupMs, p.pacedMs, cpu.now);
+    ctx.progress(`${label}: at half peak p50 ${halfPeak.p50Us} µs, p99 ${halfPeak.p99Us} µs (achieved ${halfPeak.achievedPerSec.toLocaleString('en')} routes/s; measured process ${(halfPeak.targetCores * 100).toFixed(0)} % of a core, other processes ${(halfPeak.foreignCores * 100).toFixed(0)} %)`);
   }
-  return { latency1, peak: pk, halfPeak };
+  return { quietness, latency1, peak: pk, halfPeak };
 }
 
 /** Pinning for one scenario: the generator on one CPU, each target on another. */

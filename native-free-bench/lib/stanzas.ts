@@ -3,7 +3,7 @@
  * a 4-digit user number and a 16-digit send stamp (nanoseconds of `performance.now()` in the
  * sending process) right before the constant tail `</body></message></route>`, so that a
  * receiver finds the stamp from the end of the route even when a node rewrote its start tag.
- * Shapes follow the sm↔router captures in ../shared/fixtures/jabberd2/sm-router.log (~320 B;
+ * Shapes follow the sm↔router captures in ../shared/fixtures/jabberd2/sm-router.log (356 and 377 B;
  * perf-probe measured with 250–400 B stanzas).
  */
 

@@ -21,6 +21,7 @@ import { Child, kBenchPass, kBenchUser } from '../lib/children.ts';
 import { Endpoint, listen } from '../lib/endpoints.ts';
 import { flow } from '../lib/loadgen.ts';
 import { Pinning, measure } from '../lib/scenario.ts';
+import { procCpuSeconds } from '../lib/procfs.ts';
 import { routerToSm, sessionStarted, smToRouter } from '../lib/stanzas.ts';
 import { freePorts } from '../../src/local/jabberd2.ts';
 
@@ -52,7 +53,7 @@ async function single(ctx: BenchContext, workers: number): Promise<Record<string
     sm.goRaw();
     const n = node;
     const flows = [flow('router→sm', r, sm, routerToSm(), kUsers), flow('sm→router', sm, r, smToRouter('c2s'), kUsers)];
-    const m = await measure(ctx, label, flows, () => n.cpuSeconds(), true);
+    const m = await measure(ctx, label, flows, { now: () => procCpuSeconds(n.pid), exact: () => n.cpuSeconds() }, true);
     const probe = await node.probe();
     return { workers, pinned: pinning.pinned, placement: pinning.describe(), guard: node.ready['guard'], ...m, nodeCounters: { routesIn: probe['routesIn'], routesOut: probe['routesOut'], stats: probe['stats'] } };
   } finally {
@@ -112,7 +113,7 @@ async function pair(ctx: BenchContext, workers: number): Promise<Record<string, 
     r1.goRaw();
     sm2.goRaw();
     const flows = [flow('router1→sm2', r1, sm2, routerToSm(), kUsers), flow('sm2→router1', sm2, r1, smToRouter('c2s--n1'), kUsers)];
-    const m = await measure(ctx, label, flows, async () => (await n1.cpuSeconds()) + (await n2.cpuSeconds()), false);
+    const m = await measure(ctx, label, flows, { now: () => procCpuSeconds(n1.pid) + procCpuSeconds(n2.pid), exact: async () => (await n1.cpuSeconds()) + (await n2.cpuSeconds()) }, false);
     const [q1, q2] = [await n1.probe(), await n2.probe()];
     return { workers, pinned: pinning.pinned, placement: pinning.describe(), guard: [n1.ready['guard'], n2.ready['guard']], ...m, nodeCounters: { n1: q1['cluster'], n2: q2['cluster'] } };
   } finally {

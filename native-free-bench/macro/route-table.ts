@@ -8,29 +8,30 @@
  * - lookups/s: ClusterTable.homeOf(bare) (string hash + SAB probe + node name), random order over
  *   all keys, and over a hot set of 10k;
  * - resync: time from `snapshot()` on the origin to the last entry applied on the joining node,
- *   through a real loopback TCP connection and FrameDecoder: encode, transfer, decode, apply.
- *   A SNAPSHOT is one frame; when it exceeds the default `max_frame_bytes` (4 MiB) the receiver
- *   refuses it and closes the link, so two ways are measured: one frame (as the protocol does it
- *   today, with max_frame_bytes raised to fit), and chunked: a SNAPSHOT of the first chunk, then
- *   DELTAs of `sess+` ops, every frame ≤ 4 MiB (not in the protocol today: what it would cost).
+ *   over a real peer link: two PeerManagers on loopback with the default peer settings, the
+ *   snapshot sent as the node sends it (PeerManager.sendSnapshot: SNAPSHOT parts of
+ *   kSnapshotPartSessions), joined and applied as the node does; then the link is watched for three
+ *   heartbeat intervals (drops and warnings are recorded: a resync that costs the link is none).
  *
  * Run with --expose-gc for clean memory figures (run.ts does).
  */
 import '../guard.ts';
-import { connect, createServer, type Socket } from 'node:net';
 import { checkNativeFree } from '../guard.ts';
 import { isMain, standalone, type BenchContext, type SectionResult } from '../lib/context.ts';
 import { heapAfterGc } from '../lib/gc.ts';
+import { quietEvents } from '../lib/table-events.ts';
 import { median, sig3 } from '../lib/stats.ts';
 import { ClusterTable, bareJid } from '../../src/cluster/table.ts';
 import { capacityPow2For, kMaxLoadFactor } from '../../src/routing/shared-table.ts';
-import { FrameDecoder, kFrameHeaderBytes } from '../../src/wire/frame.ts';
-import { decode, encode } from '../../src/wire/codec.ts';
-import { MsgType, type Op, type PeerMessage, type SessionEntry } from '../../src/wire/messages.ts';
+import { type SessionEntry } from '../../src/wire/messages.ts';
+import { PeerManager, kSnapshotPartSessions, type PeerEvents } from '../../src/cluster/peer-manager.ts';
+import { freePorts } from '../../src/local/jabberd2.ts';
+import { memoryLogger } from '../../src/log.ts';
+import { kClusterSecret } from '../lib/children.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-const kDefaultMaxFrame = 4 << 20;
 const MiB = 1 << 20;
-const events = { onRemoteName: () => {}, onIndexFull: (bare: string, err: Error) => { throw new Error(`index full at ${bare}: ${err.message}`); } };
+const events = quietEvents();
 
 function session(i: number, since: number): SessionEntry {
   // realistic sizes: ~27 B JID with resource, 40 hex sm id (as jabberd2's sm makes them)
@@ -48,50 +49,111 @@ function session(i: number, since: number): SessionEntry {
   };
 }
 
-/** A loopback TCP pair: `a` writes, `b` reads. */
-async function socketPair(): Promise<{ a: Socket; b: Socket; close: () => void }> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as { port: number }).port;
-  const bP = new Promise<Socket>((r) => server.once('connection', r));
-  const a = connect({ host: '127.0.0.1', port });
-  await new Promise<void>((r) => a.once('connect', () => r()));
-  const b = await bP;
-  return { a, b, close: () => { a.destroy(); b.destroy(); server.close(); } };
-}
-
 interface Phases { [k: string]: number }
 
-/** Sends `frames` over loopback into a FrameDecoder; `onMessage` applies each; resolves when all are applied. */
-async function transfer(frames: Buffer[], maxFrame: number, onMessage: (m: PeerMessage) => void, ph: Phases): Promise<void> {
-  const { a, b, close } = await socketPair();
-  let decodeMs = 0;
-  let applyMs = 0;
-  let left = frames.length;
+interface LinkResync {
+  completed: boolean;
+  phases: Phases;
+  bytes: number;
+  parts: number;
+  drops: string[];
+  upAfter: boolean;
+  warnings: string[];
+  config: Record<string, number>;
+}
+
+/**
+ * Two PeerManagers (the product's peer links) on loopback with the default settings of
+ * config/schema.ts; the origin sends its snapshot as the node does when a peer comes up
+ * (ClusterRouter.onPeerUp → PeerManager.sendSnapshot), the joiner applies it as the node does
+ * (onSnapshot → ClusterTable.applySnapshot). Then the link is watched for three heartbeat
+ * intervals: a resync that costs the link is no resync.
+ */
+async function resyncOverPeerLink(origin: ClusterTable, into: ClusterTable, ctx: BenchContext, queueBytes: number): Promise<LinkResync> {
+  const [p1, p2] = (await freePorts(2)) as [number, number];
+  const log = memoryLogger('info');
+  const config = { heartbeatMs: 800, maxFrameBytes: 4 << 20, queueBytes };
+  const base = { secret: kClusterSecret, retry: { initMs: 250, maxMs: 5000 }, maxStanzaBytes: 2 << 20, maxDepth: 64, authTimeoutMs: 10_000, ...config };
+  const drops: string[] = [];
+  let watching = true;
+  let upN1 = false;
+  let upN2 = false;
+  let done: (() => void) | null = null;
+  const got = new Promise<void>((r) => (done = r));
+  let dropped: (() => void) | null = null;
+  const drop = new Promise<void>((r) => (dropped = r));
+  const ph: Phases = {};
+  let tSent = 0;
+  let tStart = performance.now();
+  let parts = 0;
+  let bytes = 0;
+  const events = (self: string): PeerEvents => ({
+    onUp: (node) => {
+      if (self === 'n1') upN1 = true;
+      else upN2 = true;
+      void node;
+    },
+    onDown: (node, reason) => {
+      if (watching) {
+        drops.push(`${self} lost ${node}: ${reason} (${(performance.now() - tStart).toFixed(0)} ms after the snapshot began)`);
+        dropped?.();
+      }
+      if (self === 'n1') upN1 = false;
+      else upN2 = false;
+    },
+    onStanza: () => {},
+    onSnapshot: (_node, m) => {
+      if (self !== 'n1') return;
+      const t = performance.now();
+      ph['transferDecodeJoinMs'] = t - tSent;
+      into.applySnapshot(m.origin, m.incarnation, m.seq, m.sessions, m.names);
+      ph['applyMs'] = performance.now() - t;
+      done?.();
+    },
+    onDelta: () => {},
+    onResync: () => {},
+  });
+  const n2 = new PeerManager({ ...base, self: 'n2', incarnation: origin.incarnation, listen: { ip: '127.0.0.1', port: p2 }, peers: [{ name: 'n1', host: '127.0.0.1', port: p1 }] }, events('n2'), log.child('n2'));
+  const n1 = new PeerManager({ ...base, self: 'n1', incarnation: into.incarnation, listen: { ip: '127.0.0.1', port: p1 }, peers: [{ name: 'n2', host: '127.0.0.1', port: p2 }] }, events('n1'), log.child('n1'));
   try {
-    await new Promise<void>((resolve, reject) => {
-      const dec = new FrameDecoder(maxFrame, (payload) => {
-        let t = performance.now();
-        const m = decode(payload);
-        decodeMs += performance.now() - t;
-        t = performance.now();
-        onMessage(m);
-        applyMs += performance.now() - t;
-        if (--left === 0) resolve();
-      }, (msg) => reject(new Error(msg)));
-      b.on('data', (d: Buffer) => dec.push(d));
-      for (const f of frames) a.write(f);
-    });
+    await n1.start();
+    await n2.start();
+    const until = performance.now() + 10_000;
+    while (!(upN1 && upN2)) {
+      if (performance.now() > until) throw new Error('peer link not up after 10 s');
+      await sleep(10);
+    }
+    // count what goes on the wire
+    const conn = (n2 as unknown as { links: Map<string, { socket: { bytesWritten: number } }> }).links.get('n1');
+    const w0 = conn?.socket.bytesWritten ?? 0;
+    const t0 = performance.now();
+    tStart = t0;
+    const snap = origin.snapshot();
+    ph['snapshotMs'] = performance.now() - t0;
+    const t1 = performance.now();
+    n2.sendSnapshot('n1', snap);
+    tSent = performance.now();
+    ph['encodeMs'] = tSent - t1;
+    parts = Math.max(1, Math.ceil(snap.sessions.length / kSnapshotPartSessions));
+    const timeout = sleep(ctx.quick ? 20_000 : 120_000).then(() => 'timeout' as const);
+    // a dropped link loses the parts received so far: the node would start again (and again)
+    const r = await Promise.race([got.then(() => 'ok' as const), drop.then(() => 'dropped' as const), timeout]);
+    ph['totalMs'] = performance.now() - t0;
+    bytes = (conn?.socket.bytesWritten ?? 0) - w0;
+    // the link must outlive the resync: watch it for 3 heartbeat intervals
+    if (r === 'ok') await sleep(3 * config.heartbeatMs);
+    watching = false;
+    const warnings = log.lines.filter((l) => / (warn|error) /.test(l)).map((l) => l.replace(/^\S+ /, ''));
+    return { completed: r === 'ok', phases: ph, bytes, parts, drops, upAfter: upN1 && upN2 && n1.isUp('n2') && n2.isUp('n1'), warnings, config };
   } finally {
-    close();
+    await n1.stop();
+    await n2.stop();
   }
-  ph['decodeMs'] = decodeMs;
-  ph['applyMs'] = applyMs;
 }
 
 export async function run(ctx: BenchContext): Promise<SectionResult> {
   const guard = await checkNativeFree();
-  const N = ctx.quick ? 20_000 : 1_000_000;
+  const N = Number(process.env['BENCH_ROUTES'] ?? 0) || (ctx.quick ? 20_000 : 1_000_000);
   const pow2 = capacityPow2For(N);
   const since = Date.now() - 86_400_000;
 
@@ -101,34 +163,41 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   for (let i = 0; i < N; i++) origin.addOwnSession(session(i, since));
   origin.takeDelta();
 
-  // ---- resync, one frame ----
-  ctx.progress('route table: resync in one SNAPSHOT frame');
-  const one: Phases = {};
-  let t = performance.now();
-  const t0 = t;
-  const snap = origin.snapshot();
-  one['snapshotMs'] = performance.now() - t;
-  t = performance.now();
-  const frame = Buffer.from(encode({ type: MsgType.SNAPSHOT, ...snap })); // own copy: encode() returns a view into msgpackr's slab
-  one['encodeMs'] = performance.now() - t;
-  const frameBytes = frame.length - kFrameHeaderBytes;
-  const h0 = heapAfterGc();
+  // ---- resync over a real peer link (PeerManager, the product's SNAPSHOT parts) ----
+  const kDefaultQueue = 16 << 20;
+  ctx.progress('route table: resync over a peer link with the default settings (PeerManager.sendSnapshot, SNAPSHOT parts)');
+  let h0 = heapAfterGc();
   let joined: ClusterTable | null = new ClusterTable('n1', 1, events, pow2);
-  const joinedRef = joined;
-  const tx = performance.now();
-  await transfer([frame], frameBytes, (m) => {
-    if (m.type !== MsgType.SNAPSHOT) throw new Error('expected a SNAPSHOT');
-    joinedRef.applySnapshot(m.origin, m.incarnation, m.seq, m.sessions, m.names);
-  }, one);
-  one['transferMs'] = performance.now() - tx - one['decodeMs']! - one['applyMs']!;
-  one['totalMs'] = performance.now() - t0;
+  const atDefault = await resyncOverPeerLink(origin, joined, ctx, kDefaultQueue);
+  ctx.progress(`route table: default settings: ${atDefault.completed ? `done in ${(atDefault.phases['totalMs']! / 1000).toFixed(2)} s` : `FAILED after ${(atDefault.phases['totalMs']! / 1000).toFixed(2)} s: ${atDefault.drops[0] ?? 'timeout'}`}`);
+  let raised: LinkResync | null = null;
+  let raisedQueue = 0;
+  if (!atDefault.completed) {
+    // the same with a link queue that holds the whole snapshot: how long a resync takes when it works
+    raisedQueue = 2 ** Math.ceil(Math.log2(Math.max(kDefaultQueue, 2 * atDefault.bytes)));
+    ctx.progress(`route table: resync again with queue_bytes raised to ${raisedQueue / MiB} MiB`);
+    joined = null;
+    h0 = heapAfterGc();
+    joined = new ClusterTable('n1', 1, events, pow2);
+    raised = await resyncOverPeerLink(origin, joined, ctx, raisedQueue);
+    ctx.progress(`route table: queue_bytes ${raisedQueue / MiB} MiB: ${raised.completed ? `done in ${(raised.phases['totalMs']! / 1000).toFixed(2)} s` : `FAILED: ${raised.drops[0] ?? 'timeout'}`}`);
+  }
+  const link = raised ?? atDefault;
+  if (!link.completed) {
+    // no resync worked: build the joined table directly, for the memory and lookup figures
+    joined = null;
+    h0 = heapAfterGc();
+    joined = new ClusterTable('n1', 1, events, pow2);
+    const snap = origin.snapshot();
+    joined.applySnapshot(snap.origin, snap.incarnation, snap.seq, snap.sessions.map((x) => ({ ...x })), snap.names);
+  }
   if (joined.sessionCount('n2') !== N) throw new Error(`joined node has ${joined.sessionCount('n2')} sessions, expected ${N}`);
 
   // ---- memory of the joined node's copy ----
   const h1 = heapAfterGc();
   const sab = joined.shared.sab.byteLength;
   const tableBytes = h1 - h0 + sab;
-  ctx.progress(`route table: ${N.toLocaleString('en')} routes take ${(tableBytes / MiB).toFixed(0)} MiB (heap ${((h1 - h0) / MiB).toFixed(0)} MiB + index ${(sab / MiB).toFixed(0)} MiB); one-frame resync ${(one['totalMs']! / 1000).toFixed(2)} s, frame ${(frameBytes / MiB).toFixed(1)} MiB`);
+  ctx.progress(`route table: ${N.toLocaleString('en')} routes take ${(tableBytes / MiB).toFixed(0)} MiB (heap ${((h1 - h0) / MiB).toFixed(0)} MiB + index ${(sab / MiB).toFixed(0)} MiB)`);
 
   // ---- lookups ----
   const bare = Array.from({ length: N }, (_, i) => bareJid(session(i, since).jid));
@@ -142,7 +211,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   const hotN = Math.min(10_000, N);
   const lookups = (set: 'all' | 'hot10k'): number => {
     const rates: number[] = [];
-    const n = ctx.quick ? N : 2_000_000;
+    const n = ctx.quick ? N : 1_000_000;
     let sink = 0;
     for (let rep = 0; rep < 3; rep++) {
       const ts = performance.now();
@@ -160,41 +229,8 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   ctx.progress(`route table: homeOf ${Math.round(lookupsAll).toLocaleString('en')} lookups/s over all keys, ${Math.round(lookupsHot).toLocaleString('en')} over a hot 10k`);
   joined = null;
 
-  // ---- resync, chunked into frames of at most 4 MiB ----
-  const perEntry = frameBytes / N;
-  const chunk = Math.max(1, Math.floor((0.9 * kDefaultMaxFrame) / (perEntry + 3)));
-  ctx.progress(`route table: chunked resync, ${chunk.toLocaleString('en')} sessions per frame`);
-  heapAfterGc();
-  const ch: Phases = {};
-  const c0 = performance.now();
-  t = c0;
-  const snap2 = origin.snapshot();
-  ch['snapshotMs'] = performance.now() - t;
-  t = performance.now();
-  const frames: Buffer[] = [];
-  const seq0 = snap2.seq;
-  frames.push(Buffer.from(encode({ type: MsgType.SNAPSHOT, ...snap2, sessions: snap2.sessions.slice(0, chunk), seq: 0 })));
-  for (let i = chunk, k = 1; i < N; i += chunk, k++) {
-    const ops: Op[] = snap2.sessions.slice(i, i + chunk).map((s) => ({ op: 'sess+', s }));
-    frames.push(Buffer.from(encode({ type: MsgType.DELTA, origin: 'n2', incarnation: snap2.incarnation, seq: k, ops })));
-  }
-  ch['encodeMs'] = performance.now() - t;
-  void seq0;
-  const maxFrameSeen = Math.max(...frames.map((f) => f.length - kFrameHeaderBytes));
-  const joined2 = new ClusterTable('n1', 1, events, pow2);
-  const tx2 = performance.now();
-  await transfer(frames, kDefaultMaxFrame, (m) => {
-    if (m.type === MsgType.SNAPSHOT) joined2.applySnapshot(m.origin, m.incarnation, m.seq, m.sessions, m.names);
-    else if (m.type === MsgType.DELTA) {
-      if (!joined2.applyDelta(m.origin, m.incarnation, m.seq, m.ops)) throw new Error(`DELTA ${m.seq} refused`);
-    }
-  }, ch);
-  ch['transferMs'] = performance.now() - tx2 - ch['decodeMs']! - ch['applyMs']!;
-  ch['totalMs'] = performance.now() - c0;
-  if (joined2.sessionCount('n2') !== N) throw new Error(`chunked: joined node has ${joined2.sessionCount('n2')} sessions, expected ${N}`);
-  ctx.progress(`route table: chunked resync ${(ch['totalMs']! / 1000).toFixed(2)} s in ${frames.length} frames`);
-
   const round = (p: Phases): Phases => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Math.round(v)]));
+  const outcome = (l: LinkResync): Record<string, unknown> => ({ completed: l.completed, ...round(l.phases), config: l.config, linkDrops: l.drops, linkUpAfter: l.upAfter, warnings: l.warnings.slice(0, 10) });
   // the capacity the node really uses: ClusterRouter constructs its table with the default
   const nodeSlots = new ClusterTable('probe', 0, events).shared.capacity;
   const defaultCap = Math.floor(kMaxLoadFactor * nodeSlots);
@@ -214,14 +250,14 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
     },
     lookups: { homeOfPerSec: Math.round(lookupsAll), homeOfHot10kPerSec: Math.round(lookupsHot) },
     resync: {
-      snapshotFrameBytes: frameBytes,
-      snapshotFrameMiB: sig3(frameBytes / MiB),
-      bytesPerSession: sig3(perEntry),
-      defaultMaxFrameBytes: kDefaultMaxFrame,
-      fitsDefaultMaxFrame: frameBytes <= kDefaultMaxFrame,
-      maxSessionsPerDefaultFrame: Math.floor(kDefaultMaxFrame / perEntry),
-      oneFrame: { ...round(one), maxFrameBytesNeeded: frameBytes },
-      chunked: { ...round(ch), frames: frames.length, sessionsPerFrame: chunk, largestFrameBytes: maxFrameSeen, model: 'SNAPSHOT of the first chunk, then DELTAs of sess+ ops (not in the protocol today)' },
+      snapshotBytes: atDefault.bytes,
+      snapshotMiB: sig3(atDefault.bytes / MiB),
+      bytesPerSession: sig3(atDefault.bytes / N),
+      parts: atDefault.parts,
+      sessionsPerPart: kSnapshotPartSessions,
+      defaultSettings: outcome(atDefault),
+      raisedQueue: raised === null ? null : { queueBytes: raisedQueue, ...outcome(raised) },
+      how: 'two PeerManagers on loopback (plain TCP); origin.snapshot() → PeerManager.sendSnapshot (SNAPSHOT parts, all encoded at once) → frames → the receiving PeerConn joins the parts → ClusterTable.applySnapshot; then 3 heartbeat intervals watching the link. When the default settings fail, again with a link queue (queue_bytes) that holds the whole snapshot',
     },
   };
 }

@@ -14,6 +14,7 @@ import { DigestServer } from '../protocol/sasl-digest-md5.ts';
 import { attr, text, type XmlElement } from '../xml/node.ts';
 import type { Logger } from '../log.ts';
 import type { FlowControl } from '../net/flow-control.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 
 export interface ComponentServerConfig {
   ip: string;
@@ -66,6 +67,7 @@ class Conn implements ComponentConn {
     private readonly handler: ComponentServerHandler,
     private readonly onClose: (c: Conn) => void,
     flow: FlowControl | null,
+    private readonly pool: WorkerPool | null,
   ) {
     this.link = new XmlLink(socket, limits, log, {
       onStreamOpen: (root) => this.onStreamOpen(root),
@@ -124,6 +126,8 @@ class Conn implements ComponentConn {
     } else if (this.state === 'restart') {
       this.state = 'ready';
       clearTimeout(this.authTimer);
+      // authenticated: from the end of this header on, a worker frames the input (if any)
+      this.link.offload(this.pool);
       this.link.send(FEATURES_EMPTY);
       this.log.notice(`${this.label} authenticated`);
       this.handler.onReady(this);
@@ -160,6 +164,8 @@ class Conn implements ComponentConn {
         this.link.send(saslElement('success', Buffer.from(`rspauth=${r.rspauth}`, 'utf8').toString('base64')));
         this.link.flush();
         this.link.framer.reset();
+        // a fault in the new header is answered after a header of ours, as at the start
+        this.link.errorPreamble = serverStreamHeader(newStreamId());
         return;
       }
       this.attempts++;
@@ -189,6 +195,8 @@ export class ComponentServer {
     private readonly log: Logger,
     private readonly handler: ComponentServerHandler,
     private readonly flow: FlowControl | null = null,
+    /** framing workers (null: everything inline) */
+    private readonly pool: WorkerPool | null = null,
   ) {}
 
   get connectionCount(): number {
@@ -223,7 +231,7 @@ export class ComponentServer {
       socket.destroy();
       return;
     }
-    const c = new Conn(socket, this.limits, this.cfg, this.log, this.handler, (x) => this.conns.delete(x), this.flow);
+    const c = new Conn(socket, this.limits, this.cfg, this.log, this.handler, (x) => this.conns.delete(x), this.flow, this.pool);
     this.conns.add(c);
   }
 

@@ -16,6 +16,7 @@ import { attr, text, type XmlElement } from '../xml/node.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterConfig } from '../config/schema.ts';
 import type { FlowControl, FlowSource } from '../net/flow-control.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 
 /** The `<router>` section of the config. */
 export type RouterLinkConfig = ClusterConfig['router'];
@@ -61,6 +62,8 @@ export class RouterLink implements FlowSource {
     private readonly limits: LinkLimits,
     private readonly log: Logger,
     private readonly handler: RouterLinkHandler,
+    /** framing workers (null: everything inline) */
+    private readonly pool: WorkerPool | null = null,
   ) {}
 
   /** Join the node's flow control: throttled as a source, watched as a destination. */
@@ -197,6 +200,8 @@ export class RouterLink implements FlowSource {
     if (this.state === 'connecting') this.state = 'auth';
     else if (this.state === 'restarting') {
       this.state = 'ready';
+      // authenticated: from the end of this header on, a worker frames the input (if any)
+      this.link?.offload(this.pool);
       this.attempt = 0;
       this.connects++;
       this.log.notice(`authenticated to the router as ${this.cfg.user}; binding ${this.wanted.size} name(s)`);
@@ -248,9 +253,14 @@ export class RouterLink implements FlowSource {
           link.send(saslElement('response', ''));
           return;
         }
-        const r = digestClientResponse({
-          challenge, user: this.cfg.user, pass: this.cfg.pass, digestUri: `jabberd-router/${hostname()}`,
-        });
+        let r: ReturnType<typeof digestClientResponse>;
+        try {
+          r = digestClientResponse({ challenge, user: this.cfg.user, pass: this.cfg.pass, digestUri: `jabberd-router/${hostname()}` });
+        } catch (err) {
+          this.log.error(`router sent a SASL challenge we cannot answer: ${(err as Error).message}`);
+          link.end(CloseReason.AuthFailed, 'unusable SASL challenge');
+          return;
+        }
         this.expectedRspauth = r.expectedRspauth;
         link.send(saslElement('response', Buffer.from(r.response, 'utf8').toString('base64')));
         return;

@@ -12,5 +12,7 @@ export const CloseReason = {
   TooManyConnections: 'too-many-connections',
   ProtocolError: 'protocol-error',
   Replaced: 'replaced',
+  /** the worker thread framing the link's input failed (src/workers/pool.ts) */
+  WorkerCrashed: 'worker-crashed',
 } as const;
 export type CloseReason = (typeof CloseReason)[keyof typeof CloseReason];

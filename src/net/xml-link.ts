@@ -2,14 +2,22 @@
  * (main) One XML stream over one TCP socket: framing on the way in, coalesced writes on the way
  * out, a bounded outbound queue and exactly one close with a reason. Protocol state machines
  * (router link, component server) sit on top of it.
+ *
+ * Framing runs inline on the main thread until the owner hands it to a worker (`offload()`, once
+ * the link is authenticated and only when the node has workers); from then on the socket's
+ * chunks go to that worker in batches and its events come back here, in order, to the same
+ * handler (src/workers/pool.ts). Writing stays on the main thread either way.
  */
 import type { Socket } from 'node:net';
 import { StreamFramer, type StreamFault } from '../xml/stream-framer.ts';
-import type { XmlElement } from '../xml/node.ts';
+import { serialize, type XmlElement } from '../xml/node.ts';
 import { STREAM_FOOTER, streamError, type StreamErrorName } from '../protocol/component.ts';
 import { CloseReason } from './close-reason.ts';
 import type { Logger } from '../log.ts';
 import type { FlowControl, FlowSource } from './flow-control.ts';
+import { attachSpec } from '../workers/handover.ts';
+import type { FrameEvent } from '../workers/messages.ts';
+import type { OffloadTarget, RemoteFraming, WorkerPool } from '../workers/pool.ts';
 
 export interface LinkLimits {
   maxStanzaBytes: number;
@@ -25,7 +33,18 @@ export interface XmlLinkHandler {
   onClosed(reason: CloseReason, detail: string): void;
 }
 
-export class XmlLink implements FlowSource {
+/**
+ * Does the stream root declare namespaces besides `stream`? Then a stanza's original text may
+ * use a prefix declared only there, and is forwarded re-serialized (self-contained) instead.
+ */
+function declaresMore(root: XmlElement): boolean {
+  for (const k in root.attrs) if ((k === 'xmlns' || k.startsWith('xmlns:')) && k !== 'xmlns:stream') return true;
+  return false;
+}
+
+export class XmlLink implements FlowSource, OffloadTarget {
+  /** the peer's stream root declares namespaces its stanzas may rely on */
+  private rootDeclares = false;
   readonly framer: StreamFramer;
   /** backpressure shared by every link of the node (absent: no flow control) */
   private flow: FlowControl | null = null;
@@ -42,6 +61,13 @@ export class XmlLink implements FlowSource {
   private pending: string[] = [];
   private pendingBytes = 0;
   private flushScheduled = false;
+  /** a hand-over to a worker of this pool was asked for from inside a framer callback */
+  private offloadPool: WorkerPool | null = null;
+  /** the worker framing this link's input, once handed over (null: framing inline) */
+  private remote: RemoteFraming | null = null;
+  /** reads paused by the node's flow control / because the worker has too much input queued */
+  private flowPaused = false;
+  private queuePaused = false;
 
   constructor(
     readonly socket: Socket,
@@ -53,8 +79,11 @@ export class XmlLink implements FlowSource {
     socket.setNoDelay(true);
     this.framer = new StreamFramer(
       {
-        onStreamOpen: (root) => handler.onStreamOpen(root),
-        onStanza: (el, raw) => handler.onStanza(el, raw),
+        onStreamOpen: (root) => {
+          this.rootDeclares = declaresMore(root);
+          handler.onStreamOpen(root);
+        },
+        onStanza: (el, raw) => handler.onStanza(el, this.rootDeclares ? serialize(el) : raw),
         onStreamClose: () => handler.onStreamClose(),
         onError: (fault) => this.onFault(fault),
       },
@@ -63,13 +92,16 @@ export class XmlLink implements FlowSource {
     socket.on('data', (chunk: Buffer) => {
       if (this.closed) return;
       this.lastActivity = Date.now();
+      if (this.remote !== null) {
+        this.remote.push(chunk);
+        return;
+      }
       try {
         this.framer.write(chunk);
       } catch (err) {
-        // a bug in a handler must cost this link only, never the process
-        this.log.error(`${label}: internal error while handling input: ${(err as Error).stack ?? err}`);
-        this.fail('internal-server-error', CloseReason.ProtocolError, `internal error: ${(err as Error).message}`);
+        this.internalError(err);
       }
+      if (this.offloadPool !== null) this.completeOffload();
     });
     socket.on('error', (err) => this.destroy(CloseReason.SocketError, err.message));
     socket.on('close', () => this.destroy(CloseReason.PeerClosed, 'connection closed by peer'));
@@ -91,15 +123,109 @@ export class XmlLink implements FlowSource {
   }
 
   pause(): void {
+    this.flowPaused = true;
     this.socket.pause();
+    if (this.remote !== null) this.remote.hold(true);
   }
 
   resume(): void {
-    if (!this.closed) this.socket.resume();
+    this.flowPaused = false;
+    if (this.remote !== null) this.remote.hold(false);
+    if (!this.closed && !this.queuePaused) this.socket.resume();
   }
 
   private onFault(fault: StreamFault): void {
     this.fail(fault.condition as StreamErrorName, CloseReason.ParseError, fault.message);
+  }
+
+  /** a bug in a handler must cost this link only, never the process */
+  private internalError(err: unknown): void {
+    this.log.error(`${this.label}: internal error while handling input: ${(err as Error).stack ?? err}`);
+    this.fail('internal-server-error', CloseReason.ProtocolError, `internal error: ${(err as Error).message}`);
+  }
+
+  // --- framing on a worker -----------------------------------------------------------------------
+
+  /** Is this link's input framed by a worker? */
+  get offloaded(): boolean {
+    return this.remote !== null;
+  }
+
+  /**
+   * Hand the framing of this link's input to a worker of `pool` (null: no workers, nothing
+   * happens). Called from inside onStreamOpen/onStanza, the switch happens right after the markup
+   * being reported (the rest of that chunk already goes to the worker); between writes, at once.
+   * Without a live worker the link stays inline.
+   */
+  offload(pool: WorkerPool | null): void {
+    if (pool === null || this.closed || this.remote !== null || this.offloadPool !== null) return;
+    if (!pool.available) {
+      this.log.warn(`${this.label}: no framing worker available; its input stays on the main thread`);
+      return;
+    }
+    this.offloadPool = pool;
+    this.framer.detach();
+    this.completeOffload();
+  }
+
+  /** Once the framer has stopped (at once, or when the write in progress returns): attach. */
+  private completeOffload(): void {
+    const tail = this.framer.takeTail();
+    if (tail === null) return; // still inside write(), or nothing to hand over (stream failed)
+    const pool = this.offloadPool!;
+    this.offloadPool = null;
+    if (this.closed) return;
+    this.remote = pool.attach(this, attachSpec(tail, this.limits), tail.root?.scope);
+    if (this.remote === null) {
+      // cannot happen (checked in offload(), same turn); never leave the input unframed
+      this.fail('internal-server-error', CloseReason.WorkerCrashed, 'no framing worker to hand the stream to');
+    } else if (this.flowPaused) this.remote.hold(true);
+  }
+
+  /** @internal (WorkerPool) the events of one batch, in order */
+  deliver(events: readonly FrameEvent[]): void {
+    const h = this.handler;
+    for (let i = 0; i < events.length; i++) {
+      if (this.closed) return;
+      const ev = events[i]!;
+      try {
+        switch (ev.t) {
+          case 'stanza':
+            h.onStanza(ev.el, this.rootDeclares ? serialize(ev.el) : ev.raw);
+            break;
+          case 'open':
+            this.rootDeclares = declaresMore(ev.root);
+            h.onStreamOpen(ev.root);
+            break;
+          case 'close':
+            h.onStreamClose();
+            break;
+          case 'error':
+            this.fail(ev.condition as StreamErrorName, CloseReason.ParseError, ev.message);
+            break;
+          case 'fault':
+            throw new Error(`framing worker: ${ev.message}`);
+          case 'lost':
+            break; // handled by the pool
+        }
+      } catch (err) {
+        this.internalError(err);
+        return;
+      }
+    }
+  }
+
+  /** @internal (WorkerPool) the worker failed */
+  lost(detail: string): void {
+    this.remote = null;
+    this.fail('internal-server-error', CloseReason.WorkerCrashed, detail);
+  }
+
+  /** @internal (WorkerPool) too much input waiting for the worker: stop reading meanwhile */
+  backpressure(on: boolean): void {
+    this.queuePaused = on;
+    if (on) this.socket.pause();
+    else if (!this.closed && !this.flowPaused) this.socket.resume();
   }
 
   /** Queue text for the peer; all writes of one tick leave in one socket write. */
@@ -164,6 +290,10 @@ export class XmlLink implements FlowSource {
   private report(reason: CloseReason, detail: string): void {
     if (this.reported) return;
     this.reported = true;
+    if (this.remote !== null) {
+      this.remote.close();
+      this.remote = null;
+    }
     if (this.flow) {
       this.flow.release(this);
       this.flow.removeSource(this);

@@ -67,6 +67,9 @@ test('SIGSTOP of a node for 10 s, then kill -9: detection figures, 0 messages lo
     assert.ok(await until(() => logTime(n1, /peer 'n2' up/, t1) !== undefined, 20000, 20), 'the link returns after SIGCONT');
     const relink = logTime(n1, /peer 'n2' up/, t1)! - t1;
     await send(10);
+    // these go live again; wait for the last one so that none is inside n2's daemon when it is
+    // killed (what is in flight inside a killed process is lost: docs/reliability.md)
+    await b.waitFor((m) => m.is('message') && m.attrs.id === `audit-${seq - 1}`, 10000, 'the messages after SIGCONT, live');
 
     // 2. kill -9 the node daemon of n2
     const t2 = Date.now();

@@ -10,6 +10,7 @@ import { Jabberd2, freePorts, ensureJabberd2Db, type Jabberd2Options } from '../
 import { nodeOptionsFor } from '../../src/local/node-options.ts';
 import { ClusterNode, type NodeOptions } from '../../src/daemon.ts';
 import { createLogger, fileSink } from '../../src/log.ts';
+import { testWorkers } from './node.ts';
 
 export const TEST_SECRET = 'a-test-cluster-secret-0123456789';
 
@@ -88,6 +89,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster>
       const [smRouterPort] = await freePorts(1);
       const j = await Jabberd2.create({ domain, dbPath, smRouterPort, ...(o.jabberd2?.(i) ?? {}) });
       const opts = nodeOptionsFor(j, names[i]!);
+      opts.workers = testWorkers();
       opts.domains = [domain];
       opts.peers = {
         secret: TEST_SECRET,

@@ -17,6 +17,7 @@ import { CLIENT_STREAM_HEADER, saslAuth, saslElement } from '../../src/protocol/
 import { digestClientResponse } from '../../src/protocol/sasl-digest-md5.ts';
 import { attr, text, type XmlElement } from '../../src/xml/node.ts';
 import { FakeComponent, type Received } from './fake-component.ts';
+import { testWorkers } from './node.ts';
 
 export { NS_COMPONENT };
 
@@ -58,6 +59,7 @@ export async function routerWithNode(o: {
     const users = o.users ?? { [j.routerUser]: j.routerPass };
     opts.local.users = new Map(Object.entries(users));
     opts.local.acl = { all: o.aclAll ?? [Object.keys(users)[0]!], bind: [], 'default-route': [], log: [] };
+    opts.workers = testWorkers();
     o.tweak?.(opts);
     node = new ClusterNode(opts, log);
     await node.start();

@@ -13,6 +13,9 @@
  * - `pool()`: runs cases with bounded concurrency, each under a hard deadline;
  * - `heapUsedAfterGc()`.
  */
+import { appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { LogSink } from '../../src/log.ts';
@@ -60,35 +63,57 @@ export function caseIndexes(r: FuzzRun): number[] {
 // ---------------------------------------------------------------------------------------------
 
 export interface Finding {
-  kind: string;
+  /** short stable key (FUZZ_KNOWN lists keys to tolerate) */
+  key: string;
+  title: string;
   count: number;
   /** first occurrence */
   index: number | null;
   detail: string;
 }
 
+/**
+ * Problems found, one entry per key with its first occurrence. Keys listed in FUZZ_KNOWN
+ * (comma-separated) are reported but do not fail the test: for known, tracked bugs only.
+ */
 export class Findings {
-  readonly byKind = new Map<string, Finding>();
-  constructor(private readonly run: FuzzRun) {}
+  readonly byKey = new Map<string, Finding>();
+  /** every finding in full, for CI artifacts (FUZZ_REPORT_DIR, default the OS temp dir) */
+  readonly file: string;
+  readonly known = new Set((process.env['FUZZ_KNOWN'] ?? '').split(',').map((k) => k.trim()).filter(Boolean));
 
-  add(kind: string, index: number | null, detail: string): void {
-    const f = this.byKind.get(kind);
+  constructor(private readonly run: FuzzRun) {
+    this.file = join(process.env['FUZZ_REPORT_DIR'] ?? tmpdir(), `jc-fuzz-${run.face.replace(/\W+/g, '-')}-${run.seed}.txt`);
+  }
+
+  add(key: string, title: string, index: number | null, detail: string): void {
+    const f = this.byKey.get(key);
     if (f) {
       f.count++;
       return;
     }
-    this.byKind.set(kind, { kind, count: 1, index, detail });
-    console.log(`[fuzz] ${this.run.face}: FINDING ${kind}${index !== null ? ` (case ${index})` : ''}: ${detail.slice(0, 3000)}`);
+    this.byKey.set(key, { key, title, count: 1, index, detail });
+    appendFileSync(this.file, `==== [${key}] ${title}${index !== null ? ` (case ${index}; replay: ${replayOne(this.run, index)})` : ''}\n${detail}\n\n`);
+    console.log(`[fuzz] ${this.run.face}: FINDING [${key}]${this.known.has(key) ? ' (known)' : ''} ${title}${index !== null ? ` (case ${index})` : ''} (full detail in ${this.file}): ${detail.slice(0, 1500)}`);
   }
 
-  get size(): number {
-    return this.byKind.size;
+  has(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  /** Findings that fail the test (not in FUZZ_KNOWN). */
+  get failing(): Finding[] {
+    return [...this.byKey.values()].filter((f) => !this.known.has(f.key));
+  }
+
+  keys(): string {
+    return [...this.byKey.values()].map((f) => `${f.key}×${f.count}`).join(', ') || 'none';
   }
 
   report(): string {
-    return [...this.byKind.values()]
-      .map((f) => `- ${f.kind} (x${f.count})${f.index !== null ? `, first at case ${f.index}, seed ${this.run.seed}\n  replay: ${replayOne(this.run, f.index)}` : ''}\n  ${f.detail.slice(0, 4000).replace(/\n/g, '\n  ')}`)
-      .join('\n');
+    return this.failing
+      .map((f) => `- [${f.key}] ${f.title} (x${f.count})${f.index !== null ? `, first at case ${f.index}, seed ${this.run.seed}\n  replay: ${replayOne(this.run, f.index)}` : ''}\n  ${f.detail.slice(0, 4000).replace(/\n/g, '\n  ')}`)
+      .join('\n') + `\n(full details: ${this.file}; to tolerate a known, tracked finding: FUZZ_KNOWN=<key>,…)`;
   }
 }
 
@@ -121,6 +146,8 @@ export class LogTap implements LogSink {
   private ring: string[] = [];
   private at = 0;
   readonly counts = new Map<string, number>();
+  /** the first few occurrences of each watched pattern, with the lines before them */
+  readonly examples = new Map<string, string[]>();
   total = 0;
   onLine: ((line: string) => void) | null = null;
 
@@ -136,8 +163,18 @@ export class LogTap implements LogSink {
       this.ring[this.at] = l;
       this.at = (this.at + 1) % this.keep;
     }
-    for (const w of this.watch) if (line.includes(w)) this.counts.set(w, this.counts.get(w)! + 1);
+    for (const w of this.watch) {
+      if (!line.includes(w)) continue;
+      this.counts.set(w, this.counts.get(w)! + 1);
+      const ex = this.examples.get(w) ?? [];
+      if (ex.length < 3) ex.push(this.tail(12));
+      this.examples.set(w, ex);
+    }
     this.onLine?.(line);
+  }
+
+  example(w: string): string {
+    return (this.examples.get(w) ?? []).join('\n----\n');
   }
 
   count(w: string): number {
@@ -167,6 +204,18 @@ export class Tally {
     let n = 0;
     for (const [k, v] of this.counts) if (k.startsWith(prefix)) n += v;
     return n;
+  }
+
+  /**
+   * The one-line figure: cases, answered, closed with an error (stream error / AUTH_FAIL…),
+   * dropped silently, stalled, hangs, crashes, findings, heap.
+   */
+  figure(face: string, seed: number, o: { errorLabel: string; errorPrefix: string; crashes: number; findings: string; heap: [number, number]; extra?: string }): string {
+    const secs = ((Date.now() - this.t0) / 1000).toFixed(1);
+    return `[fuzz] ${face}: ${this.cases} cases in ${secs} s (seed ${seed}): answered ${this.sum('answered')}, ` +
+      `${o.errorLabel} ${this.sum(o.errorPrefix)}${this.detail(o.errorPrefix)}, dropped silently ${this.sum('closed-silently') + this.sum('refused')}, ` +
+      `stalled ${this.sum('stalled')}${this.detail('stalled')}, hangs ${this.sum('hang')}, crashes ${o.crashes}; ` +
+      `findings: ${o.findings}; heap ${(o.heap[0] / MB).toFixed(1)} → ${(o.heap[1] / MB).toFixed(1)} MB${o.extra ? `; ${o.extra}` : ''}`;
   }
 
   detail(prefix: string): string {
@@ -225,3 +274,92 @@ export function heapUsedAfterGc(): number {
 }
 
 export const MB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+
+export interface TapConn {
+  n: number;
+  /** last bytes each way, as UTF-8 text */
+  up: string;
+  down: string;
+  closed: boolean;
+}
+
+/**
+ * A TCP relay between the node and a real jabberd2 router that keeps the last bytes of each
+ * direction of each connection, so that a dropped link can be explained.
+ */
+export class TcpTap {
+  readonly conns: TapConn[] = [];
+  port = 0;
+  private server: import('node:net').Server | null = null;
+  private readonly sockets = new Set<import('node:net').Socket>();
+
+  static async start(targetPort: number, keep = 4 << 20): Promise<TcpTap> {
+    const net = await import('node:net');
+    const t = new TcpTap();
+    await new Promise<void>((resolve) => {
+      const s = net.createServer((a) => {
+        const conn: TapConn = { n: t.conns.length + 1, up: '', down: '', closed: false };
+        t.conns.push(conn);
+        if (t.conns.length > 20) t.conns.shift();
+        const b = net.connect({ host: '127.0.0.1', port: targetPort });
+        a.setNoDelay(true);
+        b.setNoDelay(true);
+        t.sockets.add(a);
+        t.sockets.add(b);
+        a.on('data', (d: Buffer) => {
+          conn.up = (conn.up + d.toString('utf8')).slice(-16384);
+          b.write(d);
+        });
+        b.on('data', (d: Buffer) => {
+          conn.down = (conn.down + d.toString('utf8')).slice(-keep);
+          a.write(d);
+        });
+        const done = (): void => {
+          conn.closed = true;
+          a.destroy();
+          b.destroy();
+          t.sockets.delete(a);
+          t.sockets.delete(b);
+        };
+        a.on('close', done);
+        b.on('close', done);
+        a.on('error', () => {});
+        b.on('error', () => {});
+      });
+      s.listen(0, '127.0.0.1', () => {
+        const ad = s.address();
+        t.port = typeof ad === 'object' && ad ? ad.port : 0;
+        resolve();
+      });
+      t.server = s;
+    });
+    return t;
+  }
+
+  /** Tails of the connections that closed, oldest first. */
+  closedTails(n = 2000): string {
+    return this.conns.filter((c) => c.closed).map((c) => `#${c.n} node→router …${c.up.slice(-n)}\n#${c.n} router→node …${c.down.slice(-n)}`).join('\n----\n');
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+}
+
+/**
+ * saxes (6.0.0) reads an entity reference up to the next `;` without checking its characters:
+ * after a bare `&` it silently swallows everything that follows (no error, no event) until a
+ * `;` comes. Looks inside a StreamFramer (test-only introspection) for that state: the text
+ * swallowed so far, or null.
+ */
+export function entitySwallow(framer: unknown): string | null {
+  const p = (framer as { parser?: { state?: number; entity?: string } } | null)?.parser;
+  if (!p || p.state !== 14 || typeof p.entity !== 'string') return null;
+  const e = p.entity;
+  return e.length > 32 || /[^\w.:#-]/.test(e) ? e : null;
+}

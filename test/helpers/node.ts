@@ -8,6 +8,17 @@ import { nodeOptionsFor } from '../../src/local/node-options.ts';
 import { ClusterNode, type NodeOptions } from '../../src/daemon.ts';
 import { createLogger, fileSink } from '../../src/log.ts';
 
+/**
+ * Framing workers for the nodes tests start: JC_TEST_WORKERS (default 0, everything inline);
+ * scripts/run-tests.sh runs the node and cluster e2e files a second time with 2.
+ */
+export function testWorkers(): number {
+  const v = process.env.JC_TEST_WORKERS;
+  if (v === undefined || v === '') return 0;
+  if (!/^[0-9]+$/.test(v)) throw new Error(`JC_TEST_WORKERS must be a non-negative integer, got '${v}'`);
+  return Number(v);
+}
+
 export interface NodeSetup {
   j: Jabberd2;
   node: ClusterNode;
@@ -26,6 +37,7 @@ export async function startJabberd2WithNode(
   const j = await Jabberd2.create({ ...jopts, smRouterPort });
   const logFile = join(j.dir, 'cluster-node.log');
   const opts = nodeOptionsFor(j, 'node1');
+  opts.workers = testWorkers();
   tweak(opts);
   const mk = (): ClusterNode => new ClusterNode(opts, createLogger('debug', fileSink(logFile), 'node'));
   const setup: NodeSetup = {

@@ -100,7 +100,17 @@ class RegistrationDone extends Error {
  * Resolves when the server answered `result`; rejects with the error condition otherwise.
  */
 export async function register(port: number, domain: string, user: string, pass: string, opts: ConnectOptions = {}): Promise<void> {
-  return retryFdReuseRace(() => registerOnce(port, domain, user, pass, opts));
+  let attempts = 0;
+  return retryFdReuseRace(async () => {
+    try {
+      attempts++;
+      await registerOnce(port, domain, user, pass, opts);
+    } catch (err) {
+      // the first attempt was cut off by the race after c2s had created the account
+      if (attempts > 1 && /failed: conflict/.test((err as Error).message)) return;
+      throw err;
+    }
+  });
 }
 
 /**

@@ -14,6 +14,7 @@ import '../../guard.ts';
 import { checkNativeFree } from '../../guard.ts';
 import { isMain, standalone, type BenchContext, type SectionResult } from '../../lib/context.ts';
 import { runMicro, type MicroTask } from '../../lib/micro.ts';
+import { quietEvents } from '../../lib/table-events.ts';
 import { ClusterTable, bareJid } from '../../../src/cluster/table.ts';
 import { routingKey } from '../../../src/cluster/cluster-router.ts';
 import { capacityPow2For } from '../../../src/routing/shared-table.ts';
@@ -21,7 +22,7 @@ import { element } from '../../../src/xml/node.ts';
 import type { Op } from '../../../src/wire/messages.ts';
 import { sessionEntry } from '../wire/codec.bench.ts';
 
-const events = { onRemoteName: () => {}, onIndexFull: () => {} };
+const events = quietEvents(() => {});
 
 export async function run(ctx: BenchContext): Promise<SectionResult> {
   const guard = await checkNativeFree();

@@ -182,18 +182,42 @@ test('whitespace keepalives between stanzas are ignored; raw has no surrounding 
   assert.deepStrictEqual(summary(runAll(idle, { limits: { maxStanzaBytes: 100, maxDepth: 4 } })), ['open:stream:stream', 'stanza:<a/>', 'stanza:<b/>', 'close']);
 });
 
-test('multibyte UTF-8 split across chunks: text, attributes, names and raw are exact', () => {
+test('multibyte UTF-8 split across chunks: text, attributes and raw are exact', () => {
   const s1 = `<message xmlns='jabber:client' to='josé@example.test'><body>é 日本 😀 ok</body></message>`;
-  const s2 = `<日本 属性='値😀'>😀😀</日本>`;
+  const s2 = `<nihon zokusei='値😀'>😀😀</nihon>`;
   const events = runAll(`${HDR}${s1}\n${s2}${FTR}`);
   const [a, b] = stanzas(events);
   assert.equal(a!.raw, s1);
   assert.equal(b!.raw, s2);
   assert.equal(a!.el.attrs['to'], 'josé@example.test');
   assert.equal(text(firstChild(a!.el, 'body')!), 'é 日本 😀 ok');
-  assert.equal(b!.el.name, '日本');
-  assert.equal(b!.el.attrs['属性'], '値😀');
+  assert.equal(b!.el.name, 'nihon');
+  assert.equal(b!.el.attrs['zokusei'], '値😀');
   assert.deepStrictEqual(b!.el.children, ['😀😀']);
+});
+
+test('non-ASCII element and attribute names are refused (jabberd2\'s expat refuses some that saxes accepts)', () => {
+  for (const bad of [`<日本/>`, `<a 属性='x'/>`, `<a\u2070b/>`]) {
+    assert.deepStrictEqual(summary(runAll(`${HDR}${bad}`)).slice(-1), ['error:not-well-formed'], bad);
+  }
+});
+
+test('a bare & does not make the framer swallow the stream: it fails fast', () => {
+  const ev = summary(runAll(`${HDR}<a x='1 & 2'/><b/>${'x'.repeat(100)}`));
+  assert.deepStrictEqual(ev.slice(-1), ['error:not-well-formed']);
+});
+
+test('invalid UTF-8 is refused', () => {
+  const framerEvents: string[] = [];
+  const f = new StreamFramer({
+    onStreamOpen: () => framerEvents.push('open'),
+    onStanza: () => framerEvents.push('stanza'),
+    onStreamClose: () => framerEvents.push('close'),
+    onError: (e) => framerEvents.push(`error:${e.condition}`),
+  }, { maxStanzaBytes: 1 << 20, maxDepth: 10 });
+  f.write(Buffer.concat([utf8(HDR), Buffer.from([0x3c, 0x61, 0xff, 0x62, 0x2f, 0x3e])]));
+  assert.deepStrictEqual(framerEvents.slice(-1), ['error:not-well-formed']);
+  assert.ok(!framerEvents.includes('stanza'));
 });
 
 test('raw is the original text: entities, CDATA, CRLF, quotes and spacing are preserved', () => {
@@ -329,8 +353,8 @@ test('reset() after an error starts over with the next write', () => {
     for (const c of f.split(Buffer.concat([utf8(`${HDR}<a/><!-- x -->`), Buffer.from([0xe6, 0x97])]))) framer.write(c);
     framer.write(utf8('<b/>'));
     framer.reset();
-    for (const c of f.split(utf8(`${HDR}<日/>`))) framer.write(c);
-    assert.deepStrictEqual(events, ['open', 'a', 'error:restricted-xml', 'open', '日'], f.name);
+    for (const c of f.split(utf8(`${HDR}<n>日</n>`))) framer.write(c);
+    assert.deepStrictEqual(events, ['open', 'a', 'error:restricted-xml', 'open', 'n'], f.name);
   }
   // reset() called from inside onError: the rest of that chunk is dropped, the next write is new
   const events: string[] = [];
