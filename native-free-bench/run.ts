@@ -2,7 +2,7 @@
  * The native-free benchmark suite: `npm run bench` (or `npx tsx native-free-bench/run.ts`).
  *
  *   --quick           small counts, a few seconds per section: only checks that the suite runs (CI)
- *   --workers 0,1,2   worker-thread counts for the node benchmarks (default 0, the only one today)
+ *   --workers 0,1,2   worker-thread counts for the node benchmarks (default 0,1,2)
  *   --no-pin          do not pin processes to CPUs with taskset
  *   --only a,b        run only these sections (names below)
  *   --out DIR         where the JSON and SVG go (default native-free-bench/results; --quick: a temp dir)

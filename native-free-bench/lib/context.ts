@@ -48,7 +48,7 @@ export interface CliArgs {
 }
 
 export function parseArgs(argv: readonly string[]): CliArgs {
-  const a: CliArgs = { quick: false, workers: [0], pin: true, result: null, out: null, label: null, only: null, isolate: false, render: null };
+  const a: CliArgs = { quick: false, workers: [0, 1, 2], pin: true, result: null, out: null, label: null, only: null, isolate: false, render: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const val = (): string => {

@@ -5,8 +5,7 @@
  * - `{kind:'node', id, routerPort, smPort, workers, domains?, peers?}`: a jabberd2-cluster node
  *   (src/daemon.ts ClusterNode), its router link pointed at the load generator's router side.
  *   `workers` is the worker-thread count: today the node runs everything on the main thread, so
- *   only 0 is accepted; any other value answers `unsupported` (see applyWorkers below: the one
- *   place to change when the worker-threaded hot path lands).
+ *   the node's framing worker count (0 = inline on the main thread).
  * - `{kind:'relay', upstreamPort}`: the byte relay baseline: every accepted connection is piped
  *   both ways to a new connection to upstreamPort (`a.pipe(b); b.pipe(a)`), nothing else.
  *
@@ -30,9 +29,8 @@ function send(m: Record<string, unknown>): void {
 
 /** null when `n` workers can be used, else why not. */
 function applyWorkers(opts: NodeOptions, n: number): string | null {
-  void opts;
-  if (n === 0) return null;
-  return `this build runs the node inline on the main thread only (workers=0); workers=${n} is not implemented yet`;
+  opts.workers = n;
+  return null;
 }
 
 function nodeOptions(s: NodeChildSpec): NodeOptions {

@@ -7,7 +7,8 @@
  * appear as `\xNN`; lines starting with `#` are comments. Each read is unescaped to its exact
  * bytes and checked against <nbytes>.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
 export type Direction = 'C>R' | 'R>C';
@@ -29,7 +30,17 @@ export interface CaptureConnection {
   bytes: Record<Direction, Buffer>;
 }
 
-export const FIXTURES_DIR = process.env['JABBERD2_FIXTURES'] ?? '/work/shared/fixtures/jabberd2';
+/**
+ * The captures live in the project's shared folder, which sits beside the repository (CI lays a
+ * copy of it next to its clone); JABBERD2_FIXTURES overrides.
+ */
+export const FIXTURES_DIR = ((): string => {
+  const env = process.env['JABBERD2_FIXTURES'];
+  if (env) return env;
+  const beside = fileURLToPath(new URL('../../../shared/fixtures/jabberd2', import.meta.url));
+  if (existsSync(beside)) return beside;
+  return '/work/shared/fixtures/jabberd2';
+})();
 
 export function fixturePath(name: string): string {
   return name.startsWith('/') ? name : join(FIXTURES_DIR, name);

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { fixturePath } from '../../helpers/captures.ts';
 import {
   DIGEST_REALM,
   DigestServer,
@@ -26,8 +27,8 @@ const captured = parseDigestChallenge(responseText);
 const capturedRspauth = parseDigestChallenge(successText)['rspauth']!;
 const users = (u: string): string | undefined => (u === 'jabberd' ? 'secret' : undefined);
 
-test('fixture payloads are the ones in the capture', { skip: !existsSync('/work/shared/fixtures/jabberd2/sm-router.log') }, () => {
-  const log = readFileSync('/work/shared/fixtures/jabberd2/sm-router.log', 'utf8');
+test('fixture payloads are the ones in the capture', () => {
+  const log = readFileSync(fixturePath('sm-router.log'), 'utf8');
   for (const b of [kChallengeB64, kResponseB64, kSuccessB64]) assert.ok(log.includes(`>${b}</`), b.slice(0, 20));
 });
 
