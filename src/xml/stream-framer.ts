@@ -186,7 +186,7 @@ export class StreamFramer {
       // saxes 6 reads an entity reference up to the next `;` whatever comes between, so after a
       // bare `&` it would swallow the stream silently until some `;` arrives: fail fast instead
       const pending = (this.parser as unknown as { entity?: string } | null)?.entity;
-      if (!this.failed && pending !== undefined && pending.length > MAX_ENTITY_NAME) {
+      if (!this.failed && pending !== undefined && (pending.length > MAX_ENTITY_NAME || !ENTITY_NAME_CHARS.test(pending))) {
         this.fail('not-well-formed', 'malformed entity reference (a bare & must be written &amp;)');
         return;
       }
@@ -530,3 +530,5 @@ const ASCII_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 
 /** longest entity or character reference name we wait for across chunks */
 const MAX_ENTITY_NAME = 32;
+/** what the name of an entity or character reference can hold so far */
+const ENTITY_NAME_CHARS = /^[A-Za-z0-9_.:#-]*$/;
