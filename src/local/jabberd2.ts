@@ -403,6 +403,14 @@ ${opts.legacySecret !== undefined ? `    <secret>${t(opts.legacySecret)}</secret
 `,
     );
 
+    /** the <router> section of a component's config (sm, c2s, s2s) */
+    const routerBlock = (port: number, user: string, pass: string): string => `<router>
+    <ip>127.0.0.1</ip>
+    <port>${port}</port>
+    <user>${t(user)}</user>
+    <pass>${t(pass)}</pass>
+    ${RETRY}
+  </router>`;
     const chain = (id: string, mods: string[]): string =>
       `    <chain id='${id}'>${mods.map((m) => `<module>${m}</module>`).join('')}</chain>\n`;
     this.#write(
@@ -410,13 +418,7 @@ ${opts.legacySecret !== undefined ? `    <secret>${t(opts.legacySecret)}</secret
       `<sm>
   <id>${t(this.smId)}</id>
   <pidfile>${t(join(dir, 'sm.pid'))}</pidfile>
-  <router>
-    <ip>127.0.0.1</ip>
-    <port>${this.smRouterPort}</port>
-    <user>${t(this.smRouterUser)}</user>
-    <pass>${t(this.smRouterPass)}</pass>
-    ${RETRY}
-  </router>
+${routerBlock(this.smRouterPort, this.smRouterUser, this.smRouterPass)}
   <log type='file'><ident>jabberd/sm</ident><file>${t(this.logPath('sm'))}</file></log>
   <local>
 ${this.domains.map((d) => `    <id>${t(d)}</id>\n`).join('')}  </local>
@@ -464,13 +466,7 @@ ${opts.autoCreate ? '    <auto-create/>\n' : ''}    <template></template>
       `<c2s>
   <id>${t(this.c2sId)}</id>
   <pidfile>${t(join(dir, 'c2s.pid'))}</pidfile>
-  <router>
-    <ip>127.0.0.1</ip>
-    <port>${this.routerPort}</port>
-    <user>${t(this.routerUser)}</user>
-    <pass>${t(this.routerPass)}</pass>
-    ${RETRY}
-  </router>
+${routerBlock(this.routerPort, this.routerUser, this.routerPass)}
   <log type='file'><ident>jabberd/c2s</ident><file>${t(this.logPath('c2s'))}</file></log>
   <local>
 ${this.domains.map((d) => `    <id register-enable='true'>${t(d)}</id>\n`).join('')}    <ip>127.0.0.1</ip>
@@ -513,13 +509,7 @@ ${this.domains.map((d) => `    <id register-enable='true'>${t(d)}</id>\n`).join(
         `<s2s>
   <id>${t(this.s2sId)}</id>
   <pidfile>${t(join(dir, 's2s.pid'))}</pidfile>
-  <router>
-    <ip>127.0.0.1</ip>
-    <port>${this.routerPort}</port>
-    <user>${t(this.routerUser)}</user>
-    <pass>${t(this.routerPass)}</pass>
-    ${RETRY}
-  </router>
+${routerBlock(this.routerPort, this.routerUser, this.routerPass)}
   <log type='file'><ident>jabberd/s2s</ident><file>${t(this.logPath('s2s'))}</file></log>
   <local>
     <ip>127.0.0.1</ip>

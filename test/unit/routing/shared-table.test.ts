@@ -20,19 +20,10 @@ import {
   kSlotWords,
 } from '../../../src/routing/shared-table.ts';
 
+import { prng } from '../../helpers/split.ts';
+
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** mulberry32: floats in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Seed for randomized tests: JC_TEST_SEED to replay, else a new one per run (printed on failure). */
 function testSeed(): number {
