@@ -503,22 +503,8 @@ export class StreamFramer {
       this.afterCallback(end);
       throw STOP;
     });
-    // saxes keeps its handlers as properties of the parser; past six of them V8 turns the object
-    // into a dictionary and every event lookup gets ~5x slower (measured by the benchmark suite)
-    return toFastProperties(p);
+    return p;
   }
-}
-
-/** Make V8 store an object's properties in fast mode again (the prototype trick). */
-function toFastProperties<T extends object>(o: T): T {
-  function Fast(): void {}
-  Fast.prototype = o;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const receiver = new (Fast as any)();
-  const ic = (): string => typeof receiver.x;
-  ic();
-  ic();
-  return o;
 }
 
 /**
