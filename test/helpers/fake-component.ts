@@ -9,6 +9,7 @@ import { CLIENT_STREAM_HEADER, saslAuth, saslElement } from '../../src/protocol/
 import { digestClientResponse } from '../../src/protocol/sasl-digest-md5.ts';
 import { NS_SASL } from '../../src/protocol/ns.ts';
 import { text, type XmlElement } from '../../src/xml/node.ts';
+import { EventWaits } from './wait.ts';
 
 export interface Received {
   el: XmlElement;
@@ -22,7 +23,7 @@ export class FakeComponent {
   streamOpens = 0;
   streamClosed = false;
   closed = false;
-  private waiters: (() => void)[] = [];
+  private readonly waits = new EventWaits(() => `inbox: ${this.inbox.map((x) => x.raw).join(' | ').slice(-2000)}`);
   private framer: StreamFramer;
 
   private constructor(socket: Socket) {
@@ -79,23 +80,12 @@ export class FakeComponent {
   }
 
   private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    this.waits.wake();
   }
 
   /** Wait until cond() holds, re-checked on every event. */
   until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (cond()) {
-          clearTimeout(timer);
-          resolve();
-        } else this.waiters.push(check);
-      };
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; inbox: ${this.inbox.map((x) => x.raw).join(' | ').slice(-2000)}`)), timeoutMs);
-      check();
-    });
+    return this.waits.until(cond, what, timeoutMs);
   }
 
   /** Take (remove) the first received element matching pred, waiting for it if needed. */

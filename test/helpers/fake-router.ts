@@ -13,6 +13,7 @@ import { DigestServer } from '../../src/protocol/sasl-digest-md5.ts';
 import { NS_COMPONENT, NS_SASL, NS_STREAM } from '../../src/protocol/ns.ts';
 import { attr, text } from '../../src/xml/node.ts';
 import type { Received } from './fake-component.ts';
+import { EventWaits } from './wait.ts';
 
 export interface FakeRouterConn {
   /** 1-based, in order of arrival */
@@ -47,7 +48,7 @@ export class FakeRouter {
   policy: FakeRouterPolicy = {};
   port = 0;
   private server: Server | null = null;
-  private waiters: (() => void)[] = [];
+  private readonly waits = new EventWaits(() => `connections: ${this.describe()}`);
 
   private constructor(private readonly users: ReadonlyMap<string, string>) {}
 
@@ -72,26 +73,12 @@ export class FakeRouter {
   }
 
   private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    this.waits.wake();
   }
 
   /** Wait until cond() holds, re-checked on every event. */
   until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`fake router: timed out after ${timeoutMs} ms waiting for ${what}; connections: ${this.describe()}`)),
-        timeoutMs,
-      );
-      const check = (): void => {
-        if (cond()) {
-          clearTimeout(timer);
-          resolve();
-        } else this.waiters.push(check);
-      };
-      check();
-    });
+    return this.waits.until(cond, `${what} (fake router)`, timeoutMs);
   }
 
   describe(): string {

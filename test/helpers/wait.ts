@@ -65,3 +65,32 @@ export class LogCursor {
     return waitUntil(() => this.has(s), `${what} (log line containing '${s}')`, timeoutMs, () => `log since mark:\n${this.text().split('\n').slice(-30).join('\n')}`);
   }
 }
+
+/**
+ * Waits that are re-checked on every event of a scripted peer (no polling): the peer calls
+ * `wake()` whenever something arrives, `until()` resolves as soon as its condition holds.
+ */
+export class EventWaits {
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly diag: () => string) {}
+
+  wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${this.diag()}`)), timeoutMs);
+      const check = (): void => {
+        if (cond()) {
+          clearTimeout(timer);
+          resolve();
+        } else this.waiters.push(check);
+      };
+      check();
+    });
+  }
+}
