@@ -6,7 +6,8 @@
  * and everything else recorded. Per-connection policies decide SASL failures and bind errors;
  * `send()` writes anything (malformed XML included) to a connection.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { listenLoopback } from './net.ts';
 import { randomBytes } from 'node:crypto';
 import { StreamFramer } from '../../src/xml/stream-framer.ts';
 import { DigestServer } from '../../src/protocol/sasl-digest-md5.ts';
@@ -54,16 +55,9 @@ export class FakeRouter {
 
   static async start(users: Record<string, string>): Promise<FakeRouter> {
     const r = new FakeRouter(new Map(Object.entries(users)));
-    await new Promise<void>((resolve, reject) => {
-      const s = createServer((sock) => r.accept(sock));
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => {
-        const a = s.address();
-        r.port = typeof a === 'object' && a ? a.port : 0;
-        resolve();
-      });
-      r.server = s;
-    });
+    const { server, port } = await listenLoopback((sock) => r.accept(sock));
+    r.server = server;
+    r.port = port;
     return r;
   }
 

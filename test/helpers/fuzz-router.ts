@@ -13,7 +13,9 @@
  * For each connection it keeps the tail of what the node sent, whether the node's output parsed,
  * and the condition of a stream error the node sent.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { listenLoopback } from './net.ts';
+import { EventWaits } from './wait.ts';
 import { randomBytes } from 'node:crypto';
 import { StreamFramer } from '../../src/xml/stream-framer.ts';
 import { DigestServer } from '../../src/protocol/sasl-digest-md5.ts';
@@ -63,22 +65,15 @@ export class FuzzRouter {
   /** error code for a bind (null: accept) */
   bindError: ((conn: FuzzRouterConn, name: string) => string | null) | null = null;
   private server: Server | null = null;
-  private waiters: (() => void)[] = [];
+  private readonly waits = new EventWaits(() => '');
 
   private constructor(private readonly users: ReadonlyMap<string, string>) {}
 
   static async start(users: Record<string, string>): Promise<FuzzRouter> {
     const r = new FuzzRouter(new Map(Object.entries(users)));
-    await new Promise<void>((resolve, reject) => {
-      const s = createServer((sock) => r.accept(sock));
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => {
-        const a = s.address();
-        r.port = typeof a === 'object' && a ? a.port : 0;
-        resolve();
-      });
-      r.server = s;
-    });
+    const { server, port } = await listenLoopback((sock) => r.accept(sock));
+    r.server = server;
+    r.port = port;
     return r;
   }
 
@@ -93,29 +88,12 @@ export class FuzzRouter {
   }
 
   private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    this.waits.wake();
   }
 
   /** Resolves true once cond() holds (re-checked on every event), false after timeoutMs. */
   until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      let done = false;
-      const timer = setTimeout(() => {
-        done = true;
-        resolve(cond());
-      }, timeoutMs);
-      const check = (): void => {
-        if (done) return;
-        if (cond()) {
-          done = true;
-          clearTimeout(timer);
-          resolve(true);
-        } else this.waiters.push(check);
-      };
-      check();
-    });
+    return this.waits.until(cond, 'a fuzz router condition', timeoutMs).then(() => true, () => cond());
   }
 
   private accept(socket: Socket): void {

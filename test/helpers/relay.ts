@@ -3,7 +3,8 @@
  * every connection and refuses new ones (a partition), `freeze()` keeps connections open but
  * forwards nothing (a peer that hangs, as under SIGSTOP), `heal()` restores normal relaying.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
+import { listenLoopback } from './net.ts';
 
 export type RelayMode = 'pass' | 'block' | 'freeze';
 
@@ -16,7 +17,7 @@ export class Relay {
   constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {}
 
   async start(): Promise<number> {
-    const server = createServer((inbound) => {
+    const { server, port } = await listenLoopback((inbound) => {
       if (this.mode === 'block') return void inbound.destroy();
       const outbound = connect({ port: this.targetPort, host: this.targetHost });
       const pair: [Socket, Socket] = [inbound, outbound];
@@ -39,9 +40,7 @@ export class Relay {
         s.on('close', end);
       }
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const a = server.address();
-    this.port = typeof a === 'object' && a ? a.port : 0;
+    this.port = port;
     this.server = server;
     return this.port;
   }
