@@ -70,7 +70,7 @@ export class ClusterNode {
         for (const f of w) f();
       },
       onDown: () => this.log.warn('router link down: holding routes for the router until it is back; new sm connections are refused meanwhile'),
-      onRoute: (el, raw) => this.switchboard.onRouterRoute(el, raw),
+      onRoute: (st) => this.switchboard.onRouterRoute(st),
       onAdvertisement: (name, available) => this.switchboard.onRouterAdvertisement(name, available),
       onBindLost: (name, code) => this.log.error(`lost name '${name}' after the router came back (error ${code}); its component keeps its local bind but the router will not send us its traffic`),
     }, this.pool);
@@ -82,7 +82,7 @@ export class ClusterNode {
         {
           onUp: (node) => cluster.onPeerUp(node),
           onDown: (node) => cluster.onPeerDown(node),
-          onStanza: (node, el, raw) => cluster.fromPeer(node, el, raw),
+          onStanza: (node, st) => cluster.fromPeer(node, st),
           onSnapshot: (node, m) => cluster.onSnapshot(node, m.incarnation, m.seq, m.sessions, m.names),
           onDelta: (node, m) => cluster.onDelta(node, m.incarnation, m.seq, m.ops),
           onResync: (node) => cluster.onResyncRequest(node),
@@ -93,7 +93,7 @@ export class ClusterNode {
       const cluster = new ClusterRouter(self, this.incarnation, opts.domains ?? [], this.switchboard, this.router, {
         isUp: (n) => peers.isUp(n),
         upNodes: () => peers.upNodes(),
-        sendStanza: (n, raw) => peers.send(n, { type: MsgType.STANZA, bytes: Buffer.from(raw, 'utf8') }),
+        sendStanza: (n, raw) => peers.send(n, { type: MsgType.STANZA, bytes: typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw }),
         sendSnapshot: (n, snap) => peers.sendSnapshot(n, snap),
         broadcastDelta: (incarnation, seq, ops) => peers.broadcast({ type: MsgType.DELTA, origin: self, incarnation, seq, ops }),
         requestResync: (n) => void peers.send(n, { type: MsgType.RESYNC, origin: self }),
@@ -110,7 +110,7 @@ export class ClusterNode {
         accepting: () => this.router.ready && !this.stopped,
         lookupPass: (u) => this.users.get(u),
         onReady: (c) => this.switchboard.onComponentReady(c),
-        onElement: (c, el, raw) => this.switchboard.onComponentElement(c, el, raw),
+        onElement: (c, st) => this.switchboard.onComponentElement(c, st),
         onGone: (c, reason, detail) => this.switchboard.onComponentGone(c, reason, detail),
       },
       this.flow,

@@ -19,7 +19,8 @@ import { NS_CLIENT, NS_COMPONENT, NS_SESSION } from '../protocol/ns.ts';
 import { PresenceLedger } from './presence-ledger.ts';
 import { domainOf, parseJid } from '../protocol/jid.ts';
 import { rewriteAttrs } from '../protocol/route.ts';
-import { attr, attrNS, element, escapeAttr, firstChild, text, type XmlElement } from '../xml/node.ts';
+import { attr, attrNS, element, escapeAttr, firstChild, text } from '../xml/node.ts';
+import { Stanza, type Raw } from '../xml/stanza.ts';
 import { ClusterTable, type NameEntry, type Op, type SessionEntry } from './table.ts';
 import type { BindFlags } from '../protocol/component.ts';
 import type { Logger } from '../log.ts';
@@ -32,8 +33,8 @@ export function aliasOf(name: string, node: string): string {
 
 /** What the cluster router needs of the local side (the switchboard). */
 export interface LocalSide {
-  /** deliver to the local component bound to `name`; false when there is none */
-  deliverLocalName(name: string, el: XmlElement, raw: string): boolean;
+  /** deliver `out` (default: the stanza's own bytes) to the local component bound to `name`; false when there is none */
+  deliverLocalName(name: string, st: Stanza, out?: Raw): boolean;
   /** is `name` bound by a local component? */
   hasLocalName(name: string): boolean;
   /** has the router advertised `name` (bound by some other component there)? */
@@ -46,14 +47,14 @@ export interface ClusterUpstream {
   readonly ready: boolean;
   bind(name: string, flags: BindFlags): Promise<string | null>;
   unbind(name: string): Promise<string | null>;
-  send(xml: string): boolean;
+  send(xml: Raw): boolean;
 }
 
 /** What the cluster router needs of the peer links. */
 export interface PeerPort {
   isUp(node: string): boolean;
   upNodes(): string[];
-  sendStanza(node: string, raw: string): boolean;
+  sendStanza(node: string, raw: Raw): boolean;
   sendSnapshot(node: string, snap: ReturnType<ClusterTable['snapshot']>): void;
   broadcastDelta(incarnation: number, seq: number, ops: Op[]): void;
   requestResync(node: string): void;
@@ -179,26 +180,26 @@ export class ClusterRouter {
   // ---- routing -----------------------------------------------------------------------------
 
   /** A route from a local component (validated by the switchboard). true = handled here. */
-  fromLocal(el: XmlElement, raw: string, to: string): boolean {
-    this.learnFromSm(el);
-    return this.dispatch(el, raw, to);
+  fromLocal(st: Stanza, to: string): boolean {
+    this.learnFromSm(st);
+    return this.dispatch(st, to);
   }
 
   /** A unicast route from our router. true = handled here. */
-  fromRouter(el: XmlElement, raw: string, to: string): boolean {
-    if (this.draining && this.refuseStart(el)) return true;
-    return this.dispatch(el, raw, to);
+  fromRouter(st: Stanza, to: string): boolean {
+    if (this.draining && this.refuseStart(st)) return true;
+    return this.dispatch(st, to);
   }
 
   /**
    * While draining, a client's session start is answered as the sm answers a start it cannot
    * serve (`sc:failed='1'`); c2s then tells the client, which can log in on another node.
    */
-  private refuseStart(el: XmlElement): boolean {
-    const inner = firstChild(el);
+  private refuseStart(st: Stanza): boolean {
+    const inner = st.inner;
     if (!inner || inner.uri !== NS_SESSION || attr(inner, 'action') !== 'start') return false;
-    const from = attr(el, 'from');
-    const to = attr(el, 'to');
+    const from = st.attr('from');
+    const to = st.attr('to');
     if (!from || !to) return false;
     const attrs = Object.entries(inner.attrs)
       .filter(([k]) => k !== 'action' && !k.startsWith('xmlns'))
@@ -212,18 +213,19 @@ export class ClusterRouter {
   }
 
   /** A bounce (route with error) from our router; true = handled. */
-  bounceFromRouter(el: XmlElement, raw: string): boolean {
-    const from = domainOf(attr(el, 'from'));
+  bounceFromRouter(st: Stanza): boolean {
+    const from = domainOf(st.attr('from'));
     if (from === null) return false;
     const a = this.parseAlias(from);
     if (!a || a.node === this.self) return false;
     // we sent it up on behalf of a peer: the bounce goes back there
-    return this.toPeer(a.node, raw);
+    return this.toPeer(a.node, st.raw);
   }
 
   /** A route from a peer node. */
-  fromPeer(origin: string, el: XmlElement, raw: string): void {
+  fromPeer(origin: string, st: Stanza): void {
     this.stats.fromPeers++;
+    const el = st.tag;
     if (el.uri !== NS_COMPONENT || el.local !== 'route' || attr(el, 'type') !== undefined) {
       // peers carry unicast routes only
       this.stats.droppedFromPeers++;
@@ -255,17 +257,18 @@ export class ClusterRouter {
       const fa = this.parseAlias(from);
       const fromName = fa && fa.node === this.self ? fa.name : from;
       if (fa && fa.node === this.self) {
-        const out = rewriteAttrs(el, raw, { ...changes, from: fa.name });
-        if (this.local.deliverLocalName(fromName, el, out)) return;
+        const out = rewriteAttrs(st, { ...changes, from: fa.name });
+        if (this.local.deliverLocalName(fromName, st, out)) return;
       }
       this.log.info(`bounce from node '${origin}' for '${from}' not deliverable here; dropped`);
       return;
     }
-    this.observeToSm(el);
-    this.observePresence(el);
-    const out = Object.keys(changes).length ? rewriteAttrs(el, raw, changes) : raw;
-    if (Object.keys(changes).length) this.stats.rewritten++;
-    if (this.local.deliverLocalName(to, el, out)) return;
+    this.observeToSm(st);
+    this.observePresence(st);
+    const changed = changes.to !== undefined || changes.from !== undefined;
+    const out = changed ? rewriteAttrs(st, changes) : st.raw;
+    if (changed) this.stats.rewritten++;
+    if (this.local.deliverLocalName(to, st, out)) return;
     // a name on our router (a c2s, a component): up it goes; never to another peer
     if (!this.upstream.send(out)) this.log.warn(`router link cannot take a route from node '${origin}' to '${to}'; dropped`);
   }
@@ -274,14 +277,14 @@ export class ClusterRouter {
    * The decision for a route from the local side or the router: true when it went to a peer,
    * false to let the switchboard handle it locally (local component or upstream).
    */
-  private dispatch(el: XmlElement, raw: string, to: string): boolean {
+  private dispatch(st: Stanza, to: string): boolean {
     const a = this.parseAlias(to);
     if (a) {
       if (a.node === this.self) return false; // cannot normally happen: nobody else binds our aliases
-      return this.toPeer(a.node, raw);
+      return this.toPeer(a.node, st.raw);
     }
     if (this.isClustered(to)) {
-      const key = routingKey(el);
+      const key = routingKey(st);
       if (key === null) return false; // to the server itself: the local sm answers
       const home = this.table.homeOf(key);
       if (home === undefined || home === this.self) return false;
@@ -289,15 +292,15 @@ export class ClusterRouter {
         this.log.info(`home node '${home}' of ${key} is not reachable; the local sm handles the route`);
         return false;
       }
-      return this.toPeer(home, raw);
+      return this.toPeer(home, st.raw);
     }
     if (this.local.hasLocalName(to)) return false;
     const owner = this.proxied.get(to) ?? (this.local.upstreamHas(to) ? undefined : this.table.remoteNameOwner(to));
-    if (owner !== undefined && owner !== this.self) return this.toPeer(owner, raw);
+    if (owner !== undefined && owner !== this.self) return this.toPeer(owner, st.raw);
     return false;
   }
 
-  private toPeer(node: string, raw: string): boolean {
+  private toPeer(node: string, raw: Raw): boolean {
     this.flushDelta(); // the peer learns our sessions before the stanzas that follow from them
     if (!this.peers.sendStanza(node, raw)) return false;
     this.stats.toPeers++;
@@ -307,14 +310,14 @@ export class ClusterRouter {
   // ---- learning sessions -------------------------------------------------------------------
 
   /** Watch the local sm's session control replies and the clients' session presence. */
-  private learnFromSm(el: XmlElement): void {
-    const inner = firstChild(el);
+  private learnFromSm(st: Stanza): void {
+    const inner = st.inner;
     if (!inner || inner.uri !== NS_SESSION || inner.local !== 'session') return;
     const action = attr(inner, 'action');
     const sm = attrNS(inner, NS_SESSION, 'sm');
     if (action === 'started') {
       const target = parseJid(attr(inner, 'target'));
-      const to = domainOf(attr(el, 'to'));
+      const to = domainOf(st.attr('to'));
       if (!target || !sm || to === null || !target.resource) return;
       const a = this.parseAlias(to);
       const c2sId = attrNS(inner, NS_SESSION, 'c2s');
@@ -344,8 +347,8 @@ export class ClusterRouter {
   }
 
   /** A client's presence on its way to the local sm: priority and availability of the session. */
-  observeToSm(el: XmlElement): void {
-    const inner = firstChild(el);
+  observeToSm(st: Stanza): void {
+    const inner = st.inner;
     if (!inner || inner.local !== 'presence' || inner.uri !== NS_CLIENT || attr(inner, 'to') !== undefined) return;
     const sm = attrNS(inner, NS_SESSION, 'sm');
     if (!sm) return;
@@ -353,7 +356,9 @@ export class ClusterRouter {
     if (!s) return;
     const type = attr(inner, 'type');
     if (type !== undefined && type !== 'unavailable') return;
-    const p = firstChild(inner, 'priority');
+    // the priority is the one thing routing reads beyond the start tags: the tree is built here only
+    const full = firstChild(st.el);
+    const p = full ? firstChild(full, 'priority') : undefined;
     const prio = p ? Number.parseInt(text(p), 10) || 0 : 0;
     const avail = type !== 'unavailable';
     if (s.prio === prio && s.avail === avail) return;
@@ -362,8 +367,8 @@ export class ClusterRouter {
   }
 
   /** Presence from a remote session reaching our sm: kept in the ledger. */
-  private observePresence(el: XmlElement): void {
-    const inner = firstChild(el);
+  private observePresence(st: Stanza): void {
+    const inner = st.inner;
     if (!inner || inner.local !== 'presence' || inner.uri !== NS_CLIENT) return;
     const from = attr(inner, 'from');
     const to = attr(inner, 'to');
@@ -395,7 +400,7 @@ export class ClusterRouter {
         if (!smName) continue;
         const from = s.c2sNode === this.self ? s.c2s : aliasOf(s.c2s, s.c2sNode);
         const raw = end(from, smName);
-        this.local.deliverLocalName(smName, element('route', { xmlns: NS_COMPONENT, from, to: smName }), raw);
+        this.local.deliverLocalName(smName, Stanza.fromElement(element('route', { xmlns: NS_COMPONENT, from, to: smName }), raw));
       } else {
         // to the home's sm through the peer; it sees `from` as our c2s
         this.toPeer(s.home, end(s.c2s, aliasOf('sm', s.home)));
@@ -440,7 +445,7 @@ export class ClusterRouter {
       const el = element('route', { xmlns: NS_COMPONENT, from: d, to: d }, [
         element('presence', { xmlns: NS_CLIENT, type: 'unavailable', from, to }),
       ]);
-      if (!this.local.deliverLocalName(d, el, route)) this.upstream.send(route);
+      if (!this.local.deliverLocalName(d, Stanza.fromElement(el, route))) this.upstream.send(route);
     }
     return unavailable.length;
   }
@@ -537,7 +542,7 @@ export class ClusterRouter {
     if (smName) {
       const from = s.c2sNode === this.self ? s.c2s : aliasOf(s.c2s, s.c2sNode);
       const end = `<route xmlns='${NS_COMPONENT}' from='${escapeAttr(from)}' to='${escapeAttr(smName)}'>${ctl('end')}</route>`;
-      this.local.deliverLocalName(smName, element('route', { xmlns: NS_COMPONENT, from, to: smName }), end);
+      this.local.deliverLocalName(smName, Stanza.fromElement(element('route', { xmlns: NS_COMPONENT, from, to: smName }), end));
     }
     // gone from the cluster's view now; the sm's `ended` finds nothing left to remove
     this.table.removeOwnSession(s.jid);
@@ -571,8 +576,8 @@ export class ClusterRouter {
 }
 
 /** The bare JID a route is about: session control `target`, else the inner `to` (with a node). */
-export function routingKey(el: XmlElement): string | null {
-  const inner = firstChild(el);
+export function routingKey(st: Stanza): string | null {
+  const inner = st.inner;
   if (!inner) return null;
   const key = inner.uri === NS_SESSION ? attr(inner, 'target') : attr(inner, 'to');
   const j = parseJid(key);

@@ -27,9 +27,10 @@ import { FrameDecoder } from '../wire/frame.ts';
 import { encode, decode } from '../wire/codec.ts';
 import { MsgType, type PeerMessage, type SessionEntry, type NameEntry, type Op } from '../wire/messages.ts';
 import { PeerHandshake } from '../wire/handshake.ts';
-import { StreamFramer } from '../xml/stream-framer.ts';
+import { HotFramer } from '../xml/hot-framer.ts';
+import { element } from '../xml/node.ts';
+import type { Stanza } from '../xml/stanza.ts';
 import { NS_STREAM } from '../protocol/ns.ts';
-import type { XmlElement } from '../xml/node.ts';
 import type { Logger } from '../log.ts';
 import type { FlowControl } from '../net/flow-control.ts';
 
@@ -70,13 +71,14 @@ const kMinTls = 'TLSv1.2';
 export interface PeerEvents {
   onUp(node: string, incarnation: number): void;
   onDown(node: string, reason: string): void;
-  onStanza(node: string, el: XmlElement, raw: string): void;
+  onStanza(node: string, st: Stanza): void;
   onSnapshot(node: string, m: { origin: string; incarnation: number; seq: number; sessions: SessionEntry[]; names: NameEntry[] }): void;
   onDelta(node: string, m: { origin: string; incarnation: number; seq: number; ops: Op[] }): void;
   onResync(node: string): void;
 }
 
-const STREAM_OPEN = `<stream:stream xmlns:stream='${NS_STREAM}'>`;
+/** the stanzas of a peer link are framed as the content of this root */
+const STREAM_ROOT = element('stream:stream', { 'xmlns:stream': NS_STREAM });
 
 /** Largest snapshot a peer may send us, in sessions (a bound on what we buffer). */
 const kMaxSnapshotSessions = 20_000_000;
@@ -95,7 +97,7 @@ class PeerConn {
   warnOnClose = false;
   private readonly decoder: FrameDecoder;
   private readonly hs: PeerHandshake;
-  private framer: StreamFramer | null = null;
+  private framer: HotFramer | null = null;
   private out: Buffer[] = [];
   private scheduled = false;
   /** TCP connected (accepted sockets are) */
@@ -236,15 +238,13 @@ class PeerConn {
         this.peer = r.done.peer;
         this.peerIncarnation = r.done.peerIncarnation;
         this.up = true;
-        this.framer = new StreamFramer({
-          onStreamOpen: () => {},
-          onStanza: (el, raw) => {
-            if (this.acceptInput) this.mgr.events.onStanza(this.peer, el, raw);
+        this.framer = new HotFramer(STREAM_ROOT, { maxStanzaBytes: this.cfg.maxStanzaBytes, maxDepth: this.cfg.maxDepth }, {
+          onStanza: (st) => {
+            if (this.acceptInput) this.mgr.events.onStanza(this.peer, st);
           },
           onStreamClose: () => this.close('stanza stream closed'),
           onError: (f) => this.close(`malformed stanza from peer: ${f.condition}: ${f.message}`),
-        }, { maxStanzaBytes: this.cfg.maxStanzaBytes, maxDepth: this.cfg.maxDepth });
-        this.framer.write(Buffer.from(STREAM_OPEN));
+        });
         this.mgr.linkUp(this);
         if (this.mgr.flow && !this.closed) {
           this.mgr.flow.addSource(this);
@@ -260,7 +260,7 @@ class PeerConn {
     }
     switch (msg.type) {
       case MsgType.STANZA:
-        this.framer!.write(msg.bytes);
+        this.framer!.write(Buffer.isBuffer(msg.bytes) ? msg.bytes : Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength));
         return;
       case MsgType.SNAPSHOT: {
         if (msg.origin !== this.peer) return this.close(`snapshot for '${msg.origin}', which is not the peer`);

@@ -11,6 +11,7 @@ import { NS_COMPONENT } from '../protocol/ns.ts';
 import { domainOf, parseJid } from '../protocol/jid.ts';
 import { selectIndex } from '../routing/select.ts';
 import { attr, firstChild, type XmlElement } from '../xml/node.ts';
+import { withAttr, type Raw, type Stanza } from '../xml/stanza.ts';
 import type { ComponentConn } from '../links/component-server.ts';
 import type { CloseReason } from '../net/close-reason.ts';
 import type { Logger } from '../log.ts';
@@ -24,7 +25,7 @@ export interface Upstream {
   bind(name: string, flags: BindFlags): Promise<string | null>;
   unbind(name: string): Promise<string | null>;
   /** false when it cannot be sent or queued */
-  send(xml: string): boolean;
+  send(xml: Raw): boolean;
 }
 
 interface LocalRoute {
@@ -45,7 +46,7 @@ interface CompState {
    */
   bound: Set<string>;
   throttled: boolean;
-  held: string[];
+  held: Raw[];
   /** serialises a component's binds and unbinds so replies keep request order */
   chain: Promise<void>;
 }
@@ -84,11 +85,14 @@ export class Switchboard {
     this.cluster = cluster;
   }
 
-  /** Deliver to the local component bound to `name`; false when there is none. */
-  deliverLocalName(name: string, el: XmlElement, raw: string): boolean {
+  /**
+   * Deliver `out` (the stanza `st`, possibly rewritten) to the local component bound to `name`;
+   * false when there is none.
+   */
+  deliverLocalName(name: string, st: Stanza, out: Raw = st.raw): boolean {
     const route = this.routes.get(name);
     if (!route || !route.bound || route.comps.length === 0) return false;
-    this.deliverLocal(route, el, raw);
+    this.deliverLocal(route, st, out);
     return true;
   }
 
@@ -128,32 +132,35 @@ export class Switchboard {
     this.state.set(c, { seen: new Set(), bound: new Set(), throttled: false, held: [], chain: Promise.resolve() });
   }
 
-  onComponentElement(c: ComponentConn, el: XmlElement, raw: string): void {
+  onComponentElement(c: ComponentConn, st: Stanza): void {
+    const tag = st.tag;
+    if (tag.uri === NS_COMPONENT && tag.local === 'route') {
+      this.stats.routesFromComponents++;
+      if (this.state.has(c)) this.routeFromComponent(c, st);
+      return;
+    }
+    const el = st.el;
     if (el.uri !== NS_COMPONENT) {
       // jabberd2's router drops top-level elements outside the component namespace
       this.log.info(`${c.label}: dropped <${el.name}> (namespace '${el.uri}' is not the component namespace)`);
       this.stats.dropped++;
       return;
     }
-    const st = this.state.get(c);
-    if (!st) return;
+    const cs = this.state.get(c);
+    if (!cs) return;
     switch (el.local) {
-      case 'route':
-        this.stats.routesFromComponents++;
-        this.routeFromComponent(c, el, raw);
-        return;
       case 'bind':
-        st.chain = st.chain.then(() => this.bind(c, el)).catch((err) => this.log.error(`bind: ${err}`));
+        cs.chain = cs.chain.then(() => this.bind(c, el)).catch((err) => this.log.error(`bind: ${err}`));
         return;
       case 'unbind':
-        st.chain = st.chain.then(() => this.unbind(c, el)).catch((err) => this.log.error(`unbind: ${err}`));
+        cs.chain = cs.chain.then(() => this.unbind(c, el)).catch((err) => this.log.error(`unbind: ${err}`));
         return;
       case 'throttle':
-        st.throttled = !st.throttled;
+        cs.throttled = !cs.throttled;
         c.send(THROTTLE);
-        if (!st.throttled) {
-          const held = st.held;
-          st.held = [];
+        if (!cs.throttled) {
+          const held = cs.held;
+          cs.held = [];
           for (const x of held) c.send(x);
         }
         return;
@@ -311,20 +318,22 @@ export class Switchboard {
 
   // ---- routing -------------------------------------------------------------------------
 
-  private routeFromComponent(c: ComponentConn, el: XmlElement, raw: string): void {
-    if (attr(el, 'error') !== undefined) {
+  private routeFromComponent(c: ComponentConn, st: Stanza): void {
+    const tag = st.tag;
+    const error = attr(tag, 'error');
+    if (error !== undefined) {
       // as jabberd2 ("trying to avoid loops"): a route carrying an error is never passed on
-      this.log.debug(`${c.label}: dropped a route carrying error='${attr(el, 'error')}'`);
+      this.log.debug(`${c.label}: dropped a route carrying error='${error}'`);
       this.stats.dropped++;
       return;
     }
-    const type = attr(el, 'type');
-    const from = domainOf(attr(el, 'from'));
+    const type = attr(tag, 'type');
+    const from = domainOf(attr(tag, 'from'));
     if (type === 'broadcast') {
-      if (from === null) return this.bounce(c, el, raw, '400');
-      if (!c.names.has(from)) return this.bounce(c, el, raw, '401');
-      for (const o of this.comps) if (o !== c) this.deliverTo(o, raw);
-      this.sendUp(c, el, raw);
+      if (from === null) return this.bounce(c, st, '400');
+      if (!c.names.has(from)) return this.bounce(c, st, '401');
+      for (const o of this.comps) if (o !== c) this.deliverTo(o, st.raw);
+      this.sendUp(c, st);
       return;
     }
     if (type !== undefined) {
@@ -332,63 +341,65 @@ export class Switchboard {
       this.stats.dropped++;
       return;
     }
-    const to = domainOf(attr(el, 'to'));
+    const to = domainOf(attr(tag, 'to'));
     if (to === null || from === null) {
       this.log.info(`${c.label}: route with a missing or invalid to/from (400)`);
-      return this.bounce(c, el, raw, '400');
+      return this.bounce(c, st, '400');
     }
     if (!c.names.has(from)) {
       this.log.info(`${c.label}: route from '${from}', a name it has not bound (401)`);
-      return this.bounce(c, el, raw, '401');
+      return this.bounce(c, st, '401');
     }
-    if (this.cluster?.fromLocal(el, raw, to)) return;
+    if (this.cluster?.fromLocal(st, to)) return;
     const route = this.routes.get(to);
     if (route && route.bound && route.comps.length > 0) {
-      this.copyToLogSinks(c, el, raw);
-      this.deliverLocal(route, el, raw);
+      this.copyToLogSinks(c, st);
+      this.deliverLocal(route, st, st.raw);
       return;
     }
-    this.sendUp(c, el, raw);
+    this.sendUp(c, st);
   }
 
-  private sendUp(c: ComponentConn, el: XmlElement, raw: string): void {
-    if (this.upstream.send(raw)) {
+  private sendUp(c: ComponentConn, st: Stanza): void {
+    if (this.upstream.send(st.raw)) {
       this.stats.upstreamSends++;
       return;
     }
     this.log.warn(`${c.label}: the router link cannot take more (down with a full queue); bouncing a route with 503`);
-    this.bounce(c, el, raw, '503');
+    this.bounce(c, st, '503');
   }
 
-  onRouterRoute(el: XmlElement, raw: string): void {
+  onRouterRoute(st: Stanza): void {
     this.stats.routesFromRouter++;
-    const type = attr(el, 'type');
+    const tag = st.tag;
+    const type = attr(tag, 'type');
     if (type === 'log') {
-      for (const s of this.logSinks) this.deliverTo(s, raw);
+      for (const s of this.logSinks) this.deliverTo(s, st.raw);
       return;
     }
     if (type === 'broadcast') {
-      for (const o of this.comps) this.deliverTo(o, raw);
+      for (const o of this.comps) this.deliverTo(o, st.raw);
       return;
     }
-    if (attr(el, 'error') !== undefined) {
+    const error = attr(tag, 'error');
+    if (error !== undefined) {
       // a bounce of something a local component sent: back to the binder of its `from`
-      if (this.cluster?.bounceFromRouter(el, raw)) return;
-      const from = domainOf(attr(el, 'from'));
+      if (this.cluster?.bounceFromRouter(st)) return;
+      const from = domainOf(attr(tag, 'from'));
       const route = from !== null ? this.routes.get(from) : undefined;
-      if (route && route.comps.length > 0) return this.deliverLocal(route, el, raw);
-      this.log.info(`dropped a bounce (error='${attr(el, 'error')}') for '${from}', which no local component holds`);
+      if (route && route.comps.length > 0) return this.deliverLocal(route, st, st.raw);
+      this.log.info(`dropped a bounce (error='${error}') for '${from}', which no local component holds`);
       this.stats.dropped++;
       return;
     }
-    const to = domainOf(attr(el, 'to'));
+    const to = domainOf(attr(tag, 'to'));
     if (to !== null && this.cluster) {
-      this.cluster.observeToSm(el);
-      if (this.cluster.fromRouter(el, raw, to)) return;
+      this.cluster.observeToSm(st);
+      if (this.cluster.fromRouter(st, to)) return;
     }
     const route = to !== null ? this.routes.get(to) : undefined;
-    if (route && route.comps.length > 0) return this.deliverLocal(route, el, raw);
-    if (this.defaultRoute) return this.deliverTo(this.defaultRoute.comp, raw);
+    if (route && route.comps.length > 0) return this.deliverLocal(route, st, st.raw);
+    if (this.defaultRoute) return this.deliverTo(this.defaultRoute.comp, st.raw);
     // the router only sends us names we bound: this is a race with an unbind
     this.log.info(`dropped a route to '${to}' from the router: no local component holds it any more`);
     this.stats.dropped++;
@@ -407,39 +418,33 @@ export class Switchboard {
     for (const o of this.comps) if (this.hasBound(o)) this.advertise(o, name, available);
   }
 
-  private deliverLocal(route: LocalRoute, el: XmlElement, raw: string): void {
+  private deliverLocal(route: LocalRoute, st: Stanza, out: Raw): void {
     let target = route.comps[0]!;
     if (route.comps.length > 1) {
-      const inner = firstChild(el);
-      const key = route.multi && inner ? (attr(inner, 'to') ?? attr(inner, 'target')) : attr(el, 'to');
+      const inner = st.inner;
+      const key = route.multi && inner ? (attr(inner, 'to') ?? attr(inner, 'target')) : st.attr('to');
       target = route.comps[selectIndex(key, route.comps.length)]!;
     }
     this.stats.localDeliveries++;
-    this.deliverTo(target, raw);
+    this.deliverTo(target, out);
   }
 
-  private deliverTo(c: ComponentConn, xml: string): void {
+  private deliverTo(c: ComponentConn, xml: Raw): void {
     const st = this.state.get(c);
     if (!st) return;
     if (st.throttled) st.held.push(xml);
     else c.send(xml);
   }
 
-  private copyToLogSinks(sender: ComponentConn, el: XmlElement, raw: string): void {
+  private copyToLogSinks(sender: ComponentConn, st: Stanza): void {
     if (this.logSinks.size === 0) return;
-    const copy = withAttr(el, raw, 'type', 'log');
+    const copy = withAttr(st, 'type', 'log');
     for (const s of this.logSinks) if (s !== sender) this.deliverTo(s, copy);
   }
 
   /** jabberd2's bounce: the unchanged route with error='NNN', back to the sender. */
-  private bounce(c: ComponentConn, el: XmlElement, raw: string, code: string): void {
+  private bounce(c: ComponentConn, st: Stanza, code: string): void {
     this.stats.bounces++;
-    c.send(withAttr(el, raw, 'error', code));
+    c.send(withAttr(st, 'error', code));
   }
-}
-
-/** The element's original text with one attribute added to its start tag. */
-export function withAttr(el: XmlElement, raw: string, name: string, value: string): string {
-  const at = 1 + el.name.length;
-  return `${raw.slice(0, at)} ${name}='${value}'${raw.slice(at)}`;
 }

@@ -12,6 +12,7 @@ import {
 import { NS_COMPONENT_ACCEPT, NS_SASL } from '../protocol/ns.ts';
 import { DigestServer } from '../protocol/sasl-digest-md5.ts';
 import { attr, text, type XmlElement } from '../xml/node.ts';
+import type { Raw, Stanza } from '../xml/stanza.ts';
 import type { Logger } from '../log.ts';
 import type { FlowControl } from '../net/flow-control.ts';
 import type { WorkerPool } from '../workers/pool.ts';
@@ -31,7 +32,7 @@ export interface ComponentConn {
   readonly user: string;
   readonly label: string;
   readonly names: Set<string>;
-  send(xml: string): void;
+  send(xml: Raw): void;
   close(reason: CloseReason, detail: string): void;
   readonly closed: boolean;
 }
@@ -41,7 +42,7 @@ export interface ComponentServerHandler {
   accepting(): boolean;
   lookupPass(user: string): string | undefined;
   onReady(c: ComponentConn): void;
-  onElement(c: ComponentConn, el: XmlElement, raw: string): void;
+  onElement(c: ComponentConn, st: Stanza): void;
   onGone(c: ComponentConn, reason: CloseReason, detail: string): void;
 }
 
@@ -71,7 +72,7 @@ class Conn implements ComponentConn {
   ) {
     this.link = new XmlLink(socket, limits, log, {
       onStreamOpen: (root) => this.onStreamOpen(root),
-      onStanza: (el, raw) => this.onStanza(el, raw),
+      onStanza: (st) => this.onStanza(st),
       onStreamClose: () => this.link.end(CloseReason.PeerClosed, 'component closed its stream'),
       onClosed: (reason, detail) => {
         clearTimeout(this.authTimer);
@@ -102,7 +103,7 @@ class Conn implements ComponentConn {
   get closed(): boolean {
     return this.link.closed;
   }
-  send(xml: string): void {
+  send(xml: Raw): void {
     this.link.send(xml);
   }
   close(reason: CloseReason, detail: string): void {
@@ -134,11 +135,12 @@ class Conn implements ComponentConn {
     }
   }
 
-  private onStanza(el: XmlElement, raw: string): void {
+  private onStanza(st: Stanza): void {
     if (this.state === 'ready') {
-      this.handler.onElement(this, el, raw);
+      this.handler.onElement(this, st);
       return;
     }
+    const el = st.el;
     if (this.state !== 'auth' || el.uri !== NS_SASL) {
       // jabberd2's router drops everything a component sends before authenticating
       this.log.info(`${this.label}: dropped <${el.name}> sent before authentication`);

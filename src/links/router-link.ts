@@ -13,6 +13,7 @@ import {
 import { NS_COMPONENT, NS_SASL, NS_STREAM } from '../protocol/ns.ts';
 import { digestClientResponse } from '../protocol/sasl-digest-md5.ts';
 import { attr, text, type XmlElement } from '../xml/node.ts';
+import type { Raw, Stanza } from '../xml/stanza.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterConfig } from '../config/schema.ts';
 import type { FlowControl, FlowSource } from '../net/flow-control.ts';
@@ -25,7 +26,7 @@ export interface RouterLinkHandler {
   /** authenticated; every wanted name has been sent for (re)binding */
   onUp(): void;
   onDown(): void;
-  onRoute(el: XmlElement, raw: string): void;
+  onRoute(st: Stanza): void;
   onAdvertisement(name: string, available: boolean): void;
   /** a name we held could not be bound again after a reconnect */
   onBindLost(name: string, code: string): void;
@@ -46,7 +47,7 @@ export class RouterLink implements FlowSource {
   private readonly wanted = new Map<string, BindFlags>();
   /** callers of bind() waiting for the link to come up */
   private readonly waiters = new Map<string, ((code: string | null) => void)[]>();
-  private queue: string[] = [];
+  private queue: Raw[] = [];
   private queueBytes = 0;
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -159,7 +160,7 @@ export class RouterLink implements FlowSource {
   }
 
   /** Send a route (or any top-level element). Queued, bounded, while the link is down. */
-  send(xml: string): boolean {
+  send(xml: Raw): boolean {
     if (this.state === 'ready' && this.link) {
       this.routesOut++;
       this.link.send(xml);
@@ -184,7 +185,7 @@ export class RouterLink implements FlowSource {
     const label = `router ${this.cfg.ip}:${this.cfg.port}`;
     const link = new XmlLink(sock, this.limits, this.log, {
       onStreamOpen: (root) => this.onStreamOpen(root),
-      onStanza: (el, raw) => this.onStanza(el, raw),
+      onStanza: (st) => this.onStanza(st),
       onStreamClose: () => link.end(CloseReason.PeerClosed, 'router closed the stream'),
       onClosed: (reason, detail) => this.onClosed(link, reason, detail),
     }, label);
@@ -233,8 +234,18 @@ export class RouterLink implements FlowSource {
     for (const f of w ?? []) f(code);
   }
 
-  private onStanza(el: XmlElement, raw: string): void {
+  private onStanza(st: Stanza): void {
     const link = this.link!;
+    if (this.state === 'ready') {
+      const tag = st.tag;
+      if (tag.uri === NS_COMPONENT && tag.local === 'route') {
+        this.routesIn++;
+        this.handler.onRoute(st);
+        return;
+      }
+    }
+    const el = st.el;
+    const raw = st.text;
     if (this.state === 'auth') {
       if (el.uri === NS_STREAM && el.local === 'features') {
         const mechs = el.children.flatMap((c) => (typeof c !== 'string' && c.local === 'mechanisms' ? c.children : []));
@@ -290,10 +301,6 @@ export class RouterLink implements FlowSource {
       return;
     }
     switch (el.local) {
-      case 'route':
-        this.routesIn++;
-        this.handler.onRoute(el, raw);
-        return;
       case 'presence': {
         const from = attr(el, 'from');
         if (from) this.handler.onAdvertisement(from, attr(el, 'type') !== 'unavailable');

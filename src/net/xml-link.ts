@@ -3,19 +3,24 @@
  * out, a bounded outbound queue and exactly one close with a reason. Protocol state machines
  * (router link, component server) sit on top of it.
  *
- * Framing runs inline on the main thread until the owner hands it to a worker (`offload()`, once
- * the link is authenticated and only when the node has workers); from then on the socket's
- * chunks go to that worker in batches and its events come back here, in order, to the same
- * handler (src/workers/pool.ts). Writing stays on the main thread either way.
+ * Until the owner calls `offload()` (once the link is authenticated), the saxes StreamFramer
+ * frames the input on the main thread and every stanza comes with its element tree. From then on
+ * the hot path takes over: the ByteFramer finds the stanzas as bytes (src/xml/byte-framer.ts), on
+ * a worker when the node has workers (the socket's chunks go to it in batches and its events come
+ * back here, in order, to the same handler: src/workers/pool.ts), inline otherwise; stanzas are
+ * handed on as bytes that routing reads only as far as it needs (src/xml/stanza.ts). Writing
+ * stays on the main thread either way, as bytes.
  */
 import type { Socket } from 'node:net';
 import { StreamFramer, type StreamFault } from '../xml/stream-framer.ts';
+import { HotFramer } from '../xml/hot-framer.ts';
 import { serialize, type XmlElement } from '../xml/node.ts';
+import { Stanza, type Raw, type StreamContext } from '../xml/stanza.ts';
 import { STREAM_FOOTER, streamError, type StreamErrorName } from '../protocol/component.ts';
 import { CloseReason } from './close-reason.ts';
 import type { Logger } from '../log.ts';
 import type { FlowControl, FlowSource } from './flow-control.ts';
-import { attachSpec } from '../workers/handover.ts';
+import { attachSpec, streamStartTag } from '../workers/handover.ts';
 import type { FrameEvent } from '../workers/messages.ts';
 import type { OffloadTarget, RemoteFraming, WorkerPool } from '../workers/pool.ts';
 
@@ -28,7 +33,7 @@ export interface LinkLimits {
 
 export interface XmlLinkHandler {
   onStreamOpen(root: XmlElement): void;
-  onStanza(el: XmlElement, raw: string): void;
+  onStanza(st: Stanza): void;
   onStreamClose(): void;
   onClosed(reason: CloseReason, detail: string): void;
 }
@@ -58,11 +63,15 @@ export class XmlLink implements FlowSource, OffloadTarget {
   errorPreamble = '';
   bytesOut = 0;
   lastActivity = Date.now();
-  private pending: string[] = [];
+  private pending: Raw[] = [];
   private pendingBytes = 0;
   private flushScheduled = false;
-  /** a hand-over to a worker of this pool was asked for from inside a framer callback */
-  private offloadPool: WorkerPool | null = null;
+  /** a hand-over was asked for from inside a framer callback: to this pool, or 'inline' */
+  private offloadTo: WorkerPool | 'inline' | null = null;
+  /** the stream root (set when its header arrives) */
+  private root: XmlElement | null = null;
+  /** the hot path on this thread (a node without workers) */
+  private hot: HotFramer | null = null;
   /** the worker framing this link's input, once handed over (null: framing inline) */
   private remote: RemoteFraming | null = null;
   /** reads paused by the node's flow control / because the worker has too much input queued */
@@ -79,11 +88,8 @@ export class XmlLink implements FlowSource, OffloadTarget {
     socket.setNoDelay(true);
     this.framer = new StreamFramer(
       {
-        onStreamOpen: (root) => {
-          this.rootDeclares = declaresMore(root);
-          handler.onStreamOpen(root);
-        },
-        onStanza: (el, raw) => handler.onStanza(el, this.rootDeclares ? serialize(el) : raw),
+        onStreamOpen: (root) => this.streamOpen(root),
+        onStanza: (el, raw) => handler.onStanza(Stanza.fromElement(el, this.rootDeclares ? serialize(el) : raw)),
         onStreamClose: () => handler.onStreamClose(),
         onError: (fault) => this.onFault(fault),
       },
@@ -97,11 +103,12 @@ export class XmlLink implements FlowSource, OffloadTarget {
         return;
       }
       try {
-        this.framer.write(chunk);
+        if (this.hot !== null) this.hot.write(chunk);
+        else this.framer.write(chunk);
       } catch (err) {
         this.internalError(err);
       }
-      if (this.offloadPool !== null) this.completeOffload();
+      if (this.offloadTo !== null) this.completeOffload();
     });
     socket.on('error', (err) => this.destroy(CloseReason.SocketError, err.message));
     socket.on('close', () => this.destroy(CloseReason.PeerClosed, 'connection closed by peer'));
@@ -151,33 +158,69 @@ export class XmlLink implements FlowSource, OffloadTarget {
     return this.remote !== null;
   }
 
+  private ctx: StreamContext | null = null;
+  /** how to read the stanzas a worker sends back as bytes */
+  private context(): StreamContext {
+    return (this.ctx ??= { scope: this.root!.scope, header: streamStartTag(this.root!) });
+  }
+
+  private streamOpen(root: XmlElement): void {
+    this.rootDeclares = declaresMore(root);
+    this.root = root;
+    this.ctx = null;
+    this.handler.onStreamOpen(root);
+  }
+
   /**
-   * Hand the framing of this link's input to a worker of `pool` (null: no workers, nothing
-   * happens). Called from inside onStreamOpen/onStanza, the switch happens right after the markup
-   * being reported (the rest of that chunk already goes to the worker); between writes, at once.
-   * Without a live worker the link stays inline.
+   * Switch this link's input to the hot path: the ByteFramer, on a worker of `pool` (null: no
+   * workers, inline on this thread). Called from inside onStreamOpen/onStanza, the switch happens
+   * right after the markup being reported (the rest of that chunk already goes the new way);
+   * between writes, at once. A stream whose root declares namespaces its stanzas may use stays
+   * on the StreamFramer (its stanzas are re-serialized), as does a link when no worker is alive.
    */
   offload(pool: WorkerPool | null): void {
-    if (pool === null || this.closed || this.remote !== null || this.offloadPool !== null) return;
-    if (!pool.available) {
-      this.log.warn(`${this.label}: no framing worker available; its input stays on the main thread`);
+    if (this.closed || this.remote !== null || this.hot !== null || this.offloadTo !== null) return;
+    if (this.rootDeclares) {
+      this.log.debug(`${this.label}: the stream root declares namespaces: its input stays on the StreamFramer`);
       return;
     }
-    this.offloadPool = pool;
+    if (pool !== null && !pool.available) {
+      this.log.warn(`${this.label}: no framing worker available; its input is framed on the main thread`);
+      pool = null;
+    }
+    this.offloadTo = pool ?? 'inline';
     this.framer.detach();
     this.completeOffload();
   }
 
-  /** Once the framer has stopped (at once, or when the write in progress returns): attach. */
+  /** Once the framer has stopped (at once, or when the write in progress returns): switch. */
   private completeOffload(): void {
     const tail = this.framer.takeTail();
     if (tail === null) return; // still inside write(), or nothing to hand over (stream failed)
-    const pool = this.offloadPool!;
-    this.offloadPool = null;
+    const to = this.offloadTo!;
+    this.offloadTo = null;
     if (this.closed) return;
-    this.remote = pool.attach(this, attachSpec(tail, this.limits), tail.root?.scope);
+    const spec = attachSpec(tail, this.limits);
+    if (tail.root === null) {
+      // cannot happen (offload follows the stream header); never leave the input unframed
+      this.fail('internal-server-error', CloseReason.ProtocolError, 'hot path asked for before the stream header');
+      return;
+    }
+    if (to === 'inline') {
+      const h = this.handler;
+      this.hot = new HotFramer(tail.root, this.limits, {
+        onStanza: (st) => {
+          if (!this.closed) h.onStanza(st);
+        },
+        onStreamClose: () => h.onStreamClose(),
+        onError: (fault) => this.onFault(fault),
+        onFallback: () => this.log.debug(`${this.label}: input the byte framer leaves to saxes; the rest of the stream goes through it`),
+      });
+      if (spec.tail.length > 0) this.hot.write(Buffer.from(spec.tail.buffer, spec.tail.byteOffset, spec.tail.byteLength));
+      return;
+    }
+    this.remote = to.attach(this, spec, tail.root.scope);
     if (this.remote === null) {
-      // cannot happen (checked in offload(), same turn); never leave the input unframed
       this.fail('internal-server-error', CloseReason.WorkerCrashed, 'no framing worker to hand the stream to');
     } else if (this.flowPaused) this.remote.hold(true);
   }
@@ -190,12 +233,14 @@ export class XmlLink implements FlowSource, OffloadTarget {
       const ev = events[i]!;
       try {
         switch (ev.t) {
+          case 'bytes':
+            h.onStanza(Stanza.fromBytes(ev.bytes, this.context()));
+            break;
           case 'stanza':
-            h.onStanza(ev.el, this.rootDeclares ? serialize(ev.el) : ev.raw);
+            h.onStanza(Stanza.fromElement(ev.el, ev.raw));
             break;
           case 'open':
-            this.rootDeclares = declaresMore(ev.root);
-            h.onStreamOpen(ev.root);
+            this.streamOpen(ev.root);
             break;
           case 'close':
             h.onStreamClose();
@@ -228,11 +273,11 @@ export class XmlLink implements FlowSource, OffloadTarget {
     else if (!this.closed && !this.flowPaused) this.socket.resume();
   }
 
-  /** Queue text for the peer; all writes of one tick leave in one socket write. */
-  send(text: string): void {
+  /** Queue text or bytes for the peer; all writes of one tick leave in one socket write. */
+  send(data: Raw): void {
     if (this.closed) return;
-    this.pending.push(text);
-    this.pendingBytes += text.length;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => this.flush());
@@ -245,7 +290,7 @@ export class XmlLink implements FlowSource, OffloadTarget {
   flush(): void {
     this.flushScheduled = false;
     if (this.closed || this.pending.length === 0) return;
-    const data = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
+    const data = coalesce(this.pending);
     this.pending = [];
     this.pendingBytes = 0;
     this.bytesOut += data.length;
@@ -300,4 +345,21 @@ export class XmlLink implements FlowSource, OffloadTarget {
     }
     this.handler.onClosed(reason, detail);
   }
+}
+
+/** One write for a tick's worth of output: text joined, or everything as one Buffer. */
+function coalesce(parts: Raw[]): Raw {
+  if (parts.length === 1) return parts[0]!;
+  let text = true;
+  for (let i = 0; i < parts.length; i++) if (typeof parts[i] !== 'string') {
+    text = false;
+    break;
+  }
+  if (text) return (parts as string[]).join('');
+  const bufs: Buffer[] = new Array(parts.length);
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    bufs[i] = typeof p === 'string' ? Buffer.from(p, 'utf8') : p;
+  }
+  return Buffer.concat(bufs);
 }

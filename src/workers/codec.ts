@@ -1,7 +1,9 @@
 /**
  * (main + worker, pure) The events of one task in a form that crosses threads cheaply: ONE
- * string holding every string of the batch back to back, and ONE Int32Array of codes, counts and
- * string lengths. Structured clone copies these two flat objects at memcpy speed, where a tree
+ * byte array holding the stanzas the ByteFramer found, back to back (the hot path: main slices
+ * them and reads only what routing needs), ONE string holding every string of the batch back to
+ * back, and ONE Int32Array of codes, counts and lengths. For stanzas framed by the StreamFramer
+ * (after a fallback, or for a link attached without its root) the element tree crosses too: Structured clone copies these two flat objects at memcpy speed, where a tree
  * of XmlElement objects costs several µs per stanza to rebuild on the receiving side (measured:
  * about 6 µs per 350-byte route against about 1 µs for this, decode included; see
  * docs/internals/worker-channel.md). Main rebuilds the elements with the framer's own rules
@@ -10,6 +12,7 @@
  * slices of the batch string.
  *
  * nums layout, per event: a kind code, then
+ * - kBytes: the stanza's length in `bytes` (its bytes are the next piece of `bytes`)
  * - kStanza: str(raw), element
  * - kOpen: element (the root; its scope becomes the parent scope of the stanzas after it)
  * - kClose: –
@@ -30,13 +33,17 @@ export const kClose = 3;
 export const kError = 4;
 export const kFault = 5;
 export const kLost = 6;
+export const kBytes = 7;
 const kText = 0;
 const kChild = 1;
 
 export interface EncodedEvents {
   text: string;
   nums: Int32Array;
+  bytes: Uint8Array;
 }
+
+const NO_BYTES = new Uint8Array(0);
 
 type Scope = Readonly<Record<string, string>>;
 
@@ -45,6 +52,8 @@ export class EventWriter {
   private parts: string[] = [];
   private nums = new Int32Array(4096);
   private n = 0;
+  private out = Buffer.allocUnsafe(64 << 10);
+  private nb = 0;
 
   private num(x: number): void {
     if (this.n === this.nums.length) {
@@ -86,6 +95,19 @@ export class EventWriter {
     }
   }
 
+  /** a stanza as its bytes (copied: the caller may reuse its buffer) */
+  bytes(raw: Uint8Array): void {
+    this.num(kBytes);
+    this.num(raw.length);
+    if (this.nb + raw.length > this.out.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.nb + raw.length));
+      this.out.copy(bigger, 0, 0, this.nb);
+      this.out = bigger;
+    }
+    this.out.set(raw, this.nb);
+    this.nb += raw.length;
+  }
+
   stanza(el: XmlElement, raw: string): void {
     this.num(kStanza);
     this.str(raw);
@@ -121,9 +143,14 @@ export class EventWriter {
   }
 
   take(): EncodedEvents {
-    const out: EncodedEvents = { text: this.parts.length === 0 ? '' : this.parts.join(''), nums: this.nums.slice(0, this.n) };
+    const out: EncodedEvents = {
+      text: this.parts.length === 0 ? '' : this.parts.join(''),
+      nums: this.nums.slice(0, this.n),
+      bytes: this.nb === 0 ? NO_BYTES : Uint8Array.prototype.slice.call(this.out, 0, this.nb),
+    };
     this.parts = [];
     this.n = 0;
+    this.nb = 0;
     return out;
   }
 
@@ -131,6 +158,7 @@ export class EventWriter {
   discard(): void {
     this.parts = [];
     this.n = 0;
+    this.nb = 0;
   }
 }
 
@@ -138,7 +166,16 @@ export class EventWriter {
 class Reader {
   i = 0;
   private p = 0;
-  constructor(private readonly text: string, readonly nums: Int32Array) {}
+  private b = 0;
+  constructor(private readonly text: string, readonly nums: Int32Array, private readonly bytes: Uint8Array) {}
+
+  /** the next stanza's bytes: a view of the batch's byte array, no copy */
+  slice(): Buffer {
+    const len = this.nums[this.i++]!;
+    const out = Buffer.from(this.bytes.buffer, this.bytes.byteOffset + this.b, len);
+    this.b += len;
+    return out;
+  }
 
   num(): number {
     return this.nums[this.i++]!;
@@ -185,13 +222,16 @@ class Reader {
  * returned (changed by an `open` event).
  */
 export function decodeEvents(m: EncodedEvents, rootScope: Scope | undefined): { events: FrameEvent[]; rootScope: Scope | undefined } {
-  const r = new Reader(m.text, m.nums);
+  const r = new Reader(m.text, m.nums, m.bytes ?? NO_BYTES);
   const events: FrameEvent[] = [];
   let scope = rootScope;
   const end = m.nums.length;
   while (r.i < end) {
     const kind = r.num();
     switch (kind) {
+      case kBytes:
+        events.push({ t: 'bytes', bytes: r.slice() });
+        break;
       case kStanza: {
         const raw = r.str();
         events.push({ t: 'stanza', el: r.element(scope), raw });

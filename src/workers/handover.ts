@@ -38,6 +38,7 @@ export function attachSpec(tail: FramerTail, limits: { maxStanzaBytes: number; m
     tail: bytes,
     maxStanzaBytes: limits.maxStanzaBytes,
     maxDepth: limits.maxDepth,
+    root: tail.root !== null ? { name: tail.root.name, scope: tail.root.scope } : null,
   };
 }
 

@@ -4,7 +4,8 @@
  * produced come back as its result. See docs/internals/worker-channel.md.
  *
  * Only flat data crosses: numbers, strings, Uint8Arrays (their ArrayBuffers transferred when the
- * view covers the whole buffer) and, back, one string plus one Int32Array per task (codec.ts).
+ * view covers the whole buffer) and, back, one string, one Int32Array and one byte array per
+ * task (codec.ts).
  */
 import type { StreamErrorCondition } from '../xml/stream-framer.ts';
 import type { XmlElement } from '../xml/node.ts';
@@ -18,6 +19,11 @@ export interface AttachSpec {
   tail: Uint8Array;
   maxStanzaBytes: number;
   maxDepth: number;
+  /**
+   * the stream root (its qualified name and scope): the worker frames with the ByteFramer and
+   * sends stanzas back as bytes; absent, with the StreamFramer and sends element trees
+   */
+  root?: { name: string; scope: Readonly<Record<string, string>> } | null;
 }
 
 export interface FrameTask {
@@ -39,6 +45,8 @@ export interface FrameTask {
 export type FrameEvent =
   | { t: 'open'; root: XmlElement }
   | { t: 'stanza'; el: XmlElement; raw: string }
+  /** a stanza found by the ByteFramer: its bytes */
+  | { t: 'bytes'; bytes: Buffer }
   | { t: 'close' }
   | { t: 'error'; condition: StreamErrorCondition; message: string }
   | { t: 'fault'; message: string }

@@ -1,14 +1,16 @@
 /**
  * (main) The framing workers: N worker threads, each running worker-main.ts, and the links
  * pinned to them. A link is handed over once authenticated (XmlLink.offload) and then stays on
- * its worker for life; its input is batched (one task per link at a time: every chunk that
- * arrives while the previous task is with the worker, or within one turn of the event loop, goes
- * in the next one) and the framer's events come back in order, to be delivered by main to the
- * link's handler. Main stays the only writer of sockets.
+ * its worker for life; its input is batched (every chunk that arrives within one turn of the
+ * event loop, or while the link already has `pipeline` tasks with the worker, goes in the next
+ * task) and the framer's events come back in order, to be delivered by main to the link's
+ * handler. Main stays the only writer of sockets.
  *
- * Affinity: piscina has none (least-busy scheduling), so each worker is its own Piscina instance
- * with exactly one thread and one task at a time; its task queue is FIFO, and with at most one
- * task in flight per link, the order per link holds by construction.
+ * Affinity and order: piscina has none (least-busy scheduling), so each worker is its own
+ * Piscina instance with exactly one thread, which works through its tasks one after the other in
+ * the order they were posted; a link may have up to `pipeline` (default 2) tasks with it, so the
+ * worker frames the next batch while main routes the previous one, and results are checked to
+ * come back in sequence (anything else is treated as a worker failure, never reordered).
  *
  * Faults: a worker that exits, throws outside a task, rejects a task or turns out not to know a
  * link it was given (it was replaced) takes its links down: each is closed with
@@ -45,6 +47,8 @@ export interface WorkerPoolOptions {
    * also bounds one task to about this plus one socket read)
    */
   highWater?: number;
+  /** tasks one link may have with its worker at once (default 2) */
+  pipeline?: number;
 }
 
 export interface WorkerStatus {
@@ -65,6 +69,11 @@ export interface WorkerStatus {
 
 const DEFAULT_ENTRY = fileURLToPath(new URL('./worker-entry.mjs', import.meta.url));
 const DEFAULT_HIGH_WATER = 64 << 10;
+/**
+ * two tasks per link in flight: the worker frames the next batch while main routes the last one
+ * (one at a time leaves the worker idle during every round trip)
+ */
+const DEFAULT_PIPELINE = 2;
 /** a worker that fails again within this time is restarted after a growing delay */
 const CRASH_WINDOW_MS = 10_000;
 const MAX_RESTART_DELAY_MS = 5_000;
@@ -91,8 +100,11 @@ export class RemoteFraming {
   /** input not sent to the worker yet, in arrival order */
   chunks: Uint8Array[] = [];
   queuedBytes = 0;
-  /** a task of this link is with the worker */
-  inFlight = false;
+  /** tasks of this link with the worker (at most the pool's `pipeline`) */
+  inFlight = 0;
+  /** tasks sent / results taken, to check they come back in order */
+  sent = 0;
+  taken = 0;
   /** waiting in the pool's next-turn list */
   scheduled = false;
   /** reads paused by us (backpressure) */
@@ -117,7 +129,7 @@ export class RemoteFraming {
     if (this.closed) return;
     this.chunks.push(chunk);
     this.queuedBytes += chunk.length;
-    if (!this.inFlight && !this.held) this.pool.schedule(this);
+    if (this.inFlight < this.pool.pipeline && !this.held) this.pool.schedule(this);
     if (!this.paused && this.queuedBytes > this.pool.highWater) {
       this.paused = true;
       this.target.backpressure(true);
@@ -131,7 +143,7 @@ export class RemoteFraming {
    */
   hold(on: boolean): void {
     this.held = on;
-    if (!on && !this.closed && !this.inFlight && this.chunks.length > 0) this.pool.schedule(this);
+    if (!on && !this.closed && this.inFlight < this.pool.pipeline && this.chunks.length > 0) this.pool.schedule(this);
   }
 
   /** The link is gone: drop what is queued and the worker's framer. */
@@ -143,6 +155,8 @@ export class RemoteFraming {
 export class WorkerPool {
   readonly size: number;
   readonly highWater: number;
+  /** tasks one link may have with its worker at once (results are taken in order) */
+  readonly pipeline: number;
   private readonly filename: string;
   private readonly slots: Slot[] = [];
   private next = 0;
@@ -156,6 +170,7 @@ export class WorkerPool {
     if (!Number.isInteger(opts.size) || opts.size < 1) throw new RangeError(`worker pool size must be a positive integer, got ${opts.size}`);
     this.size = opts.size;
     this.highWater = opts.highWater ?? DEFAULT_HIGH_WATER;
+    this.pipeline = opts.pipeline ?? DEFAULT_PIPELINE;
     this.filename = opts.filename ?? DEFAULT_ENTRY;
     for (let i = 0; i < opts.size; i++) {
       const slot = new Slot(i);
@@ -247,7 +262,7 @@ export class WorkerPool {
     this.dirty = [];
     for (const r of list) {
       r.scheduled = false;
-      if (!r.closed && !r.inFlight && !r.held) this.send(r);
+      if (!r.closed && r.inFlight < this.pipeline && !r.held && (r.chunks.length > 0 || r.attach !== null)) this.send(r);
     }
   }
 
@@ -270,11 +285,12 @@ export class WorkerPool {
     }
     const task: FrameTask = { id: r.id, attach: r.attach, chunks, end: false };
     r.attach = null;
-    r.inFlight = true;
+    r.inFlight++;
+    const seq = ++r.sent;
     slot.bytes += bytes;
     const gen = slot.gen;
     p.run(task, { transferList }).then(
-      (res: FrameResult) => this.onResult(r, gen, res),
+      (res: FrameResult) => this.onResult(r, gen, seq, res),
       (err: unknown) => this.fail(slot, gen, `task failed: ${(err as Error)?.message ?? err}`),
     );
     if (r.paused) {
@@ -283,15 +299,20 @@ export class WorkerPool {
     }
   }
 
-  private onResult(r: RemoteFraming, gen: number, res: FrameResult): void {
+  private onResult(r: RemoteFraming, gen: number, seq: number, res: FrameResult): void {
     const slot = r.slot;
     if (gen !== slot.gen) return; // the worker failed meanwhile: the link was closed
-    r.inFlight = false;
+    r.inFlight--;
+    if (seq !== ++r.taken) {
+      // one thread works through its queue in order; anything else is a bug: never reorder input
+      this.fail(slot, gen, `result ${seq} of ${r.target.label} came back before result ${r.taken}`);
+      return;
+    }
     slot.tasks++;
     slot.stanzas += res.stanzas;
     slot.errors += res.errors;
     if (r.closed || res.nums.length === 0) {
-      if (!r.closed && !r.held && r.chunks.length > 0) this.send(r);
+      if (!r.closed && !r.held && r.chunks.length > 0 && r.inFlight < this.pipeline) this.send(r);
       return;
     }
     let events: FrameEvent[];
@@ -316,7 +337,7 @@ export class WorkerPool {
       r.target.lost(`internal error while delivering framed input: ${(err as Error).message}`);
       return;
     }
-    if (!r.closed && !r.held && r.chunks.length > 0) this.send(r);
+    if (!r.closed && !r.held && r.chunks.length > 0 && r.inFlight < this.pipeline) this.send(r);
   }
 
   /** @internal (RemoteFraming.close) */
@@ -345,7 +366,7 @@ export class WorkerPool {
       filename: this.filename,
       minThreads: 1,
       maxThreads: 1,
-      concurrentTasksPerWorker: 1,
+      concurrentTasksPerWorker: this.pipeline,
       idleTimeout: Infinity,
     });
     const gen = slot.gen;

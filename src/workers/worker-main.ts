@@ -1,6 +1,8 @@
 /**
- * (worker) Framing worker: one StreamFramer per link pinned to this thread, fed the batches main
- * sends (see docs/internals/worker-channel.md). Pure apart from its link table: no sockets,
+ * (worker) Framing worker: one framer per link pinned to this thread, fed the batches main sends
+ * (see docs/internals/worker-channel.md): the ByteFramer, whose stanzas go back as bytes, until
+ * it meets input it leaves to saxes; then a StreamFramer for the rest of that stream, whose
+ * stanzas go back as element trees. Pure apart from its link table: no sockets,
  * timers or logging; everything it learns goes back as the task's result, in order, encoded by
  * codec.ts.
  *
@@ -8,11 +10,14 @@
  * thread with an explicit table, which the unit tests do.
  */
 import type { FramerHandler, StreamFramer } from '../xml/stream-framer.ts';
+import { ByteFramer, type ByteFramerSink } from '../xml/byte-framer.ts';
 import { resumeFramer } from './handover.ts';
 import { EventWriter } from './codec.ts';
 import type { FrameResult, FrameTask } from './messages.ts';
 
 class LinkFraming {
+  fast: ByteFramer | null = null;
+  sink: ByteFramerSink | null = null;
   framer: StreamFramer | null = null;
   stanzas = 0;
   errors = 0;
@@ -47,6 +52,21 @@ function handlerFor(l: LinkFraming): FramerHandler {
   };
 }
 
+function sinkFor(l: LinkFraming, spec: FrameTask['attach'] & object): ByteFramerSink {
+  return {
+    stanza: (raw) => {
+      l.stanzas++;
+      l.w.bytes(raw);
+    },
+    close: () => l.w.close(),
+    fallback: (rest) => {
+      l.fast = null;
+      l.skipOpen = true;
+      l.framer = resumeFramer({ ...spec, tail: rest }, handlerFor(l));
+    },
+  };
+}
+
 function result(l: LinkFraming | null, w: EventWriter): FrameResult {
   const r: FrameResult = { ...w.take(), stanzas: l?.stanzas ?? 0, errors: l?.errors ?? 0 };
   if (l) {
@@ -64,7 +84,13 @@ export function frameTask(task: FrameTask, table: LinkTable = links, w: EventWri
     l = new LinkFraming(w, task.attach.header !== '');
     table.set(task.id, l);
     try {
-      l.framer = resumeFramer(task.attach, handlerFor(l));
+      const root = task.attach.root;
+      if (root) {
+        l.skipOpen = false;
+        l.fast = new ByteFramer(root, task.attach);
+        l.sink = sinkFor(l, task.attach);
+        if (task.attach.tail.length > 0) l.fast.write(asBuffer(task.attach.tail), l.sink);
+      } else l.framer = resumeFramer(task.attach, handlerFor(l));
     } catch (err) {
       table.delete(task.id);
       l.errors++;
@@ -76,10 +102,10 @@ export function frameTask(task: FrameTask, table: LinkTable = links, w: EventWri
     if (!task.end) w.lost();
     return result(null, w);
   }
-  const framer = l.framer!;
   for (const c of task.chunks) {
     try {
-      framer.write(c);
+      if (l.fast !== null) l.fast.write(asBuffer(c), l.sink!);
+      else l.framer!.write(c);
     } catch (err) {
       table.delete(task.id);
       l.errors++;
@@ -94,4 +120,8 @@ export function frameTask(task: FrameTask, table: LinkTable = links, w: EventWri
 /** piscina's task handler (the default export of the worker module). */
 export default function handle(task: FrameTask): FrameResult {
   return frameTask(task);
+}
+
+function asBuffer(u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }

@@ -60,12 +60,12 @@ export function element(name: string, attrs: Record<string, string | undefined> 
 }
 
 /** Attribute in no namespace (an unprefixed attribute). */
-export function attr(el: XmlElement, name: string): string | undefined {
+export function attr(el: Pick<XmlElement, 'attrs'>, name: string): string | undefined {
   return el.attrs[name];
 }
 
 /** Attribute by namespace URI and local name, whatever prefix the sender used. */
-export function attrNS(el: XmlElement, uri: string, local: string): string | undefined {
+export function attrNS(el: Pick<XmlElement, 'attrs' | 'scope'>, uri: string, local: string): string | undefined {
   for (const k in el.attrs) {
     const i = k.indexOf(':');
     if (i < 0 || k.slice(i + 1) !== local) continue;

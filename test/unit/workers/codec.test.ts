@@ -79,10 +79,11 @@ test('the writer is reusable and grows; take() empties it', () => {
   assert.ok(one.t === 'stanza');
   w.stanza(one.el, 'x');
   w.discard();
-  assert.deepEqual(w.take(), { text: '', nums: new Int32Array(0) });
+  const empty = w.take();
+  assert.deepEqual([empty.text, empty.nums, empty.bytes.length], ['', new Int32Array(0), 0]);
 });
 
 test('a corrupt batch is refused, not misread', () => {
-  assert.throws(() => decodeEvents({ text: '', nums: Int32Array.of(99) }, undefined), /corrupt event batch/);
+  assert.throws(() => decodeEvents({ text: '', nums: Int32Array.of(99), bytes: new Uint8Array(0) }, undefined), /corrupt event batch/);
   assert.equal(kStanza, 1);
 });

@@ -1,8 +1,10 @@
 /**
- * The sm listener with framing workers, over real loopback sockets (no jabberd2): the hand-over
- * right after the post-SASL stream header (stanzas in the same TCP segment as that header
- * included), in-order delivery, and a worker crash closing exactly the connections pinned to it
- * with `worker-crashed`, the others unharmed, new connections served.
+ * The sm listener's hot path, over real loopback sockets (no jabberd2): the hand-over right after
+ * the post-SASL stream header (stanzas in the same TCP segment as that header included), to a
+ * worker or inline; in-order delivery; the fall-back to saxes for the rest of a stream when a
+ * stanza uses markup the byte framer leaves to it; stream errors after it; and a worker crash
+ * closing exactly the connections pinned to it with `worker-crashed`, the others unharmed, new
+ * connections served.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +23,7 @@ const route = (i: number, who: string): string => `<route xmlns='${NS_COMPONENT}
 
 interface Setup {
   server: ComponentServer;
-  pool: WorkerPool;
+  pool: WorkerPool | null;
   port: number;
   log: ReturnType<typeof memoryLogger>;
   /** raw of every element received, per connection user-visible label */
@@ -33,7 +35,7 @@ interface Setup {
 
 async function setup(workers: number): Promise<Setup> {
   const log = memoryLogger();
-  const pool = new WorkerPool({ size: workers }, log.child('workers'));
+  const pool = workers > 0 ? new WorkerPool({ size: workers }, log.child('workers')) : null;
   const got = new Map<number, string[]>();
   const ready: ComponentConn[] = [];
   const gone: Setup['gone'] = [];
@@ -45,9 +47,9 @@ async function setup(workers: number): Promise<Setup> {
       accepting: () => true,
       lookupPass: (u) => (u === 'jabberd' ? 'secret' : undefined),
       onReady: (c) => ready.push(c),
-      onElement: (c, _el, raw) => {
+      onElement: (c, st) => {
         const l = got.get(c.id) ?? [];
-        l.push(raw);
+        l.push(st.text);
         got.set(c.id, l);
       },
       onGone: (c, reason, detail) => gone.push({ id: c.id, reason, detail }),
@@ -60,7 +62,7 @@ async function setup(workers: number): Promise<Setup> {
     server, pool, port, log, got, ready, gone,
     async stop() {
       await server.close('shutdown', 'test over');
-      await pool.close();
+      await pool?.close();
     },
   };
 }
@@ -96,7 +98,7 @@ test('hand-over at the post-auth header: stanzas in the same segment, split stan
     for (let i = 0; i < bytes.length; i += 97) c.send(bytes.subarray(i, i + 97));
     await waitUntil(() => (s.got.get(id)?.length ?? 0) === 302, '302 routes', 10000, () => `${s.got.get(id)?.length}`);
     assert.deepEqual(s.got.get(id), Array.from({ length: 302 }, (_, i) => route(i, 'a')));
-    const st = s.pool.status();
+    const st = s.pool!.status();
     assert.equal(st.reduce((a, w) => a + w.links, 0), 1, 'the connection is pinned to a worker');
     assert.equal(st.reduce((a, w) => a + w.stanzas, 0), 302, 'every stanza was framed by the worker');
   } finally {
@@ -112,11 +114,11 @@ test('a worker crash closes its connections with worker-crashed; the others and 
     for (let i = 0; i < 3; i++) comps.push(await loginWith(s.port, ''));
     await waitUntil(() => s.ready.length === 3, 'three ready');
     // round robin in order of authentication: 0 → worker 0, 1 → worker 1, 2 → worker 0
-    assert.deepEqual(s.pool.status().map((w) => w.links), [2, 1]);
+    assert.deepEqual(s.pool!.status().map((w) => w.links), [2, 1]);
     for (const [i, c] of comps.entries()) c.send(route(0, `c${i}`));
     await waitUntil(() => s.ready.every((r) => s.got.get(r.id)?.length === 1), 'one route each');
 
-    await s.pool.terminateWorker(0);
+    await s.pool!.terminateWorker(0);
     const [a, b, c] = comps as [FakeComponent, FakeComponent, FakeComponent];
     await a.closedSoon();
     await c.closedSoon();
@@ -134,14 +136,60 @@ test('a worker crash closes its connections with worker-crashed; the others and 
     assert.equal(b.closed, false);
 
     // new connections are served (worker 0 was replaced)
-    await waitUntil(() => s.pool.status()[0]!.up, 'worker 0 replaced');
+    await waitUntil(() => s.pool!.status()[0]!.up, 'worker 0 replaced');
     const d = await loginWith(s.port, route(0, 'd'));
     const e = await loginWith(s.port, route(0, 'e'));
     comps.push(d, e);
-    await waitUntil(() => s.ready.length === 5 && s.ready.slice(3).every((r) => s.got.get(r.id)?.length === 1), 'new connections framed');
-    assert.deepEqual(s.pool.status().map((w) => [w.links, w.crashes]), [[1, 1], [2, 0]]);
+    await waitUntil(() => s.ready.length === 5 && s.ready.slice(3).every((r) => s.got.get(r.id)?.length === 1), 'new connections framed', 10000, () => JSON.stringify([s.ready.length, s.ready.map((r) => s.got.get(r.id)), s.pool!.status(), s.log.lines.slice(-8)]));
+    assert.deepEqual(s.pool!.status().map((w) => [w.links, w.crashes]), [[1, 1], [2, 0]]);
   } finally {
     for (const c of comps) c.close();
     await s.stop();
   }
 });
+
+for (const workers of [0, 1]) {
+  test(`hot path (workers=${workers}): a CDATA section hands the rest of the stream to saxes; order kept; a later error is a stream error`, { timeout: 30000 }, async () => {
+    const s = await setup(workers);
+    const comps: FakeComponent[] = [];
+    try {
+      const c = await loginWith(s.port, route(0, 'a'));
+      comps.push(c);
+      await waitUntil(() => s.ready.length === 1, 'ready');
+      const id = s.ready[0]!.id;
+      const cdata = `<route xmlns='${NS_COMPONENT}' to='x' from='a'><message xmlns='jabber:client' id='cdata'><body><![CDATA[<b> & </b>]]></body></message></route>`;
+      const after = Array.from({ length: 50 }, (_, i) => route(i + 1, 'a')).join('');
+      const bytes = Buffer.from(cdata + after);
+      for (let i = 0; i < bytes.length; i += 61) c.send(bytes.subarray(i, i + 61));
+      await waitUntil(() => (s.got.get(id)?.length ?? 0) === 52, '52 routes', 10000, () => `${s.got.get(id)?.length}`);
+      assert.deepEqual(s.got.get(id), [route(0, 'a'), cdata, ...Array.from({ length: 50 }, (_, i) => route(i + 1, 'a'))]);
+      // still a well-formedness check after the fall-back
+      c.send(`<route xmlns='${NS_COMPONENT}' to='x' from='a'><m></n></route>`);
+      await c.closedSoon();
+      assert.equal(streamErrorCondition(c.inbox), 'not-well-formed');
+      await waitUntil(() => s.gone.length === 1, 'gone');
+      assert.equal(s.gone[0]!.reason, 'parse-error');
+    } finally {
+      for (const c of comps) c.close();
+      await s.stop();
+    }
+  });
+
+  test(`hot path (workers=${workers}): a malformed stanza gets the same stream error as from saxes, nothing after it is delivered`, { timeout: 30000 }, async () => {
+    const s = await setup(workers);
+    const comps: FakeComponent[] = [];
+    try {
+      const c = await loginWith(s.port, '');
+      comps.push(c);
+      await waitUntil(() => s.ready.length === 1, 'ready');
+      const id = s.ready[0]!.id;
+      c.send(route(0, 'a') + `<route xmlns='${NS_COMPONENT}' to='x' from='a' to='y'/>` + route(1, 'a'));
+      await c.closedSoon();
+      assert.equal(streamErrorCondition(c.inbox), 'not-well-formed');
+      assert.deepEqual(s.got.get(id), [route(0, 'a')]);
+    } finally {
+      for (const c of comps) c.close();
+      await s.stop();
+    }
+  });
+}
