@@ -36,9 +36,23 @@ export function parseJid(s: string | undefined): Jid | null {
   return { node, domain, resource };
 }
 
+/**
+ * Route addresses are a handful of component names (`sm`, `c2s`, the domain) seen on every
+ * route: their domains are remembered (bounded; cleared when full).
+ */
+const domains = new Map<string, string | null>();
+const kDomainsMax = 4096;
+
 /** The lower-cased domain of a JID string, or null when it is not a valid JID. */
 export function domainOf(s: string | undefined): string | null {
-  return parseJid(s)?.domain ?? null;
+  if (s === undefined) return null;
+  let d = domains.get(s);
+  if (d === undefined) {
+    d = parseJid(s)?.domain ?? null;
+    if (domains.size >= kDomainsMax) domains.clear();
+    domains.set(s, d);
+  }
+  return d;
 }
 
 /** The bare JID (node@domain or domain), or null when invalid. */

@@ -49,37 +49,69 @@ function isWs(c: number): boolean {
 const ENTITY = /&(lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);/g;
 const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
-/** An attribute value as the XML parser gives it: whitespace normalized, references replaced. */
-function attrValue(b: Buffer, from: number, to: number): string {
-  let ascii = true;
-  let plain = true;
-  for (let i = from; i < to; i++) {
-    const c = b[i]!;
-    if (c >= 0x80) ascii = false;
-    else if (c === AMP || c === 0x09 || c === 0x0a || c === 0x0d) plain = false;
+type Latin1 = Buffer & { latin1Slice(start: number, end: number): string; utf8Slice(start: number, end: number): string };
+
+/**
+ * Strings met again and again (attribute names, namespace URIs, addresses such as `sm` or the
+ * domain): a small direct-mapped cache, checked byte for byte, so that a repeated name or value
+ * costs no native call and no new string. ASCII only, short strings only.
+ */
+const kInternSlots = 2048;
+const kInternMax = 64;
+const interned: (string | undefined)[] = new Array(kInternSlots);
+
+function ascii(b: Latin1, from: number, to: number, hash: number): string {
+  const len = to - from;
+  if (len > kInternMax) return b.latin1Slice(from, to);
+  const slot = (hash ^ (hash >>> 11)) & (kInternSlots - 1);
+  const c = interned[slot];
+  if (c !== undefined && c.length === len) {
+    let k = 0;
+    while (k < len && c.charCodeAt(k) === b[from + k]) k++;
+    if (k === len) return c;
   }
-  const s = b.toString(ascii ? 'latin1' : 'utf8', from, to);
-  if (plain) return s;
+  const str = b.latin1Slice(from, to);
+  interned[slot] = str;
+  return str;
+}
+
+/** Scope of an element whose only declaration is a default namespace, by parent scope and URI. */
+const defaultScopes = new WeakMap<Scope, Map<string, Scope>>();
+
+function scopeWithDefault(parent: Scope, uri: string): Scope {
+  let m = defaultScopes.get(parent);
+  if (m === undefined) defaultScopes.set(parent, (m = new Map()));
+  let sc = m.get(uri);
+  if (sc === undefined) {
+    if (m.size >= 64) m.clear();
+    sc = Object.freeze({ ...parent, '': uri });
+    m.set(uri, sc);
+  }
+  return sc;
+}
+
+/** An attribute value as the XML parser gives it, from its raw text: whitespace normalized, references replaced. */
+function normalize(s: string): string {
   return s.replace(/[\t\n\r]/g, ' ').replace(ENTITY, (_, e: string) =>
     e[0] === '#' ? String.fromCodePoint(e[1] === 'x' ? Number.parseInt(e.slice(2), 16) : Number.parseInt(e.slice(1), 10)) : NAMED[e]!);
 }
 
-function ownAttr(attrs: Record<string, string>, k: string, v: string): void {
-  if (k === '__proto__') Object.defineProperty(attrs, k, { value: v, enumerable: true, writable: true, configurable: true });
-  else attrs[k] = v;
-}
-
 /**
- * Reads the start tag at `b[at]` (a `<`) of well-formed markup. Returns the tag and the index
- * just past its `>`, with `empty` set for `<x/>`.
+ * Reads the start tag at `b[at]` (a `<`) of well-formed markup (the ByteFramer's output: ASCII
+ * names). Returns the tag and the index just past its `>`, with `empty` set for `<x/>`.
  */
-export function readStartTag(b: Buffer, at: number, parent: Scope): { tag: StartTag; end: number; empty: boolean } {
-  let i = at + 1;
+export function readStartTag(buf: Buffer, at: number, parent: Scope): { tag: StartTag; end: number; empty: boolean } {
+  const b = buf as Latin1;
   const n = b.length;
-  while (i < n && !isWs(b[i]!) && b[i] !== SLASH && b[i] !== GT) i++;
-  const name = b.toString('latin1', at + 1, i);
+  let i = at + 1;
+  let h = 0;
+  for (let c = b[i]!; i < n && c !== 0x20 && c !== SLASH && c !== GT && c !== 0x0a && c !== 0x09 && c !== 0x0d; c = b[++i]!) h = (Math.imul(h, 31) + c) | 0;
+  const name = ascii(b, at + 1, i, h);
   const attrs: Record<string, string> = {};
   let empty = false;
+  /** 0: no declaration; 1: only a default namespace (`defaultUri`); 2: others */
+  let decl = 0;
+  let defaultUri = '';
   for (;;) {
     while (i < n && isWs(b[i]!)) i++;
     if (i >= n) throw new Error('unterminated start tag');
@@ -94,19 +126,36 @@ export function readStartTag(b: Buffer, at: number, parent: Scope): { tag: Start
       break;
     }
     const ks = i;
-    while (i < n && b[i] !== EQ && !isWs(b[i]!)) i++;
-    const key = b.toString('latin1', ks, i);
+    h = 0;
+    for (let k = b[i]!; i < n && k !== EQ && k !== 0x20 && k !== 0x0a && k !== 0x09 && k !== 0x0d; k = b[++i]!) h = (Math.imul(h, 31) + k) | 0;
+    const key = ascii(b, ks, i, h);
     while (i < n && b[i] !== EQ) i++;
     i++;
     while (i < n && isWs(b[i]!)) i++;
     const q = b[i]!;
-    const vs = i + 1;
-    const ve = b.indexOf(q, vs);
-    if (ve < 0) throw new Error('unterminated attribute value');
-    ownAttr(attrs, key, attrValue(b, vs, ve));
-    i = ve + 1;
+    const vs = ++i;
+    let plain = true;
+    let wide = false;
+    h = 0;
+    for (let k = b[i]!; i < n && k !== q; k = b[++i]!) {
+      if (k >= 0x80) wide = true;
+      else if (k === AMP || k === 0x09 || k === 0x0a || k === 0x0d) plain = false;
+      h = (Math.imul(h, 31) + k) | 0;
+    }
+    if (i >= n) throw new Error('unterminated attribute value');
+    let v = wide ? b.utf8Slice(vs, i) : ascii(b, vs, i, h);
+    if (!plain) v = normalize(v);
+    i++;
+    if (key === '__proto__') Object.defineProperty(attrs, key, { value: v, enumerable: true, writable: true, configurable: true });
+    else attrs[key] = v;
+    if (b[ks] === 0x78 /* x */ && key.startsWith('xmlns') && (key.length === 5 || key.charCodeAt(5) === 0x3a)) {
+      if (decl === 0 && key.length === 5) {
+        decl = 1;
+        defaultUri = v;
+      } else decl = 2;
+    }
   }
-  const scope = deriveScope(attrs, parent);
+  const scope = decl === 0 ? parent : decl === 1 ? scopeWithDefault(parent, defaultUri) : deriveScope(attrs, parent);
   const colon = name.indexOf(':');
   const prefix = colon < 0 ? '' : name.slice(0, colon);
   return {
