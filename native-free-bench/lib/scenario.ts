@@ -12,6 +12,12 @@ export interface Measurement {
   /** CPU other processes were using when the measurement began (cores), and how long we waited for less */
   quietness: { foreignCores: number; waitedMs: number };
   latency1: PingPongResult;
+  /**
+   * one route in flight with the generator moved onto the measured process's CPU: what the
+   * forwarding costs without a cross-CPU wake-up (perf-probe: ~21 µs on one core against ~100 µs
+   * across cores for jabberd2 and the byte relay alike); null when not pinned
+   */
+  latency1SameCore: PingPongResult | null;
   peak: PeakResult;
   halfPeak: PacedResult | null;
 }
@@ -62,11 +68,16 @@ export async function waitForQuiet(ctx: BenchContext, label: string, maxMs: numb
   return { foreignCores: Number(f.toFixed(2)), waitedMs };
 }
 
-export async function measure(ctx: BenchContext, label: string, flows: Flow[], cpu: CpuSource, withHalfPeak: boolean): Promise<Measurement> {
+export async function measure(ctx: BenchContext, label: string, flows: Flow[], cpu: CpuSource, withHalfPeak: boolean, pinning: Pinning | null = null): Promise<Measurement> {
   const p = params(ctx.quick);
   const quietness = await waitForQuiet(ctx, label, ctx.quick ? 0 : 20_000);
   ctx.progress(`${label}: latency, one route in flight (${p.pings} routes)`);
   const latency1 = await pingPong(flows, p.pings, p.pingWarmup);
+  let latency1SameCore: PingPongResult | null = null;
+  if (pinning !== null && pinning.pinned) {
+    latency1SameCore = await pinning.sameCore(() => pingPong(flows, p.pings, p.pingWarmup));
+    ctx.progress(`${label}: latency on one core (generator moved to CPU ${pinning.cpuFor(0)}): p50 ${latency1SameCore.p50Us} µs, p99 ${latency1SameCore.p99Us} µs`);
+  }
   ctx.progress(`${label}: latency p50 ${latency1.p50Us} µs, p99 ${latency1.p99Us} µs; peak throughput (${p.windows} × ${p.windowMs} ms)`);
   const pk = await peak(flows, { warmupMs: p.warmupMs, windows: p.windows, windowMs: p.windowMs, window: p.window, batch: p.batch, cpuNow: cpu.now, cpuExact: cpu.exact });
   ctx.progress(`${label}: ${Math.round(pk.stanzasPerSec).toLocaleString('en')} routes/s, ${pk.cpuSecPerMillion.toFixed(2)} CPU s per million, measured process ${(pk.targetCores * 100).toFixed(0)} % of a core, generator ${(pk.genCores * 100).toFixed(0)} %, other processes ${(pk.foreignCores * 100).toFixed(0)} %, irq ${(pk.irqCores * 100).toFixed(0)} %, steal ${(pk.stealCores * 100).toFixed(0)} %`);
@@ -77,7 +88,7 @@ export async function measure(ctx: BenchContext, label: string, flows: Flow[], c
     halfPeak = await paced(flows, rate, p.pacedWarmupMs, p.pacedMs, cpu.now);
     ctx.progress(`${label}: at half peak p50 ${halfPeak.p50Us} µs, p99 ${halfPeak.p99Us} µs (achieved ${halfPeak.achievedPerSec.toLocaleString('en')} routes/s; measured process ${(halfPeak.targetCores * 100).toFixed(0)} % of a core, other processes ${(halfPeak.foreignCores * 100).toFixed(0)} %)`);
   }
-  return { quietness, latency1, peak: pk, halfPeak };
+  return { quietness, latency1, latency1SameCore, peak: pk, halfPeak };
 }
 
 /** Pinning for one scenario: the generator on one CPU, each target on another. */
@@ -98,5 +109,16 @@ export class Pinning {
   }
   release(): void {
     if (this.plan !== null) pin(process.pid, this.plan.all);
+  }
+  /** Runs `fn` with the generator on the first measured process's CPU, then puts it back. */
+  async sameCore<T>(fn: () => Promise<T>): Promise<T> {
+    const plan = this.plan;
+    if (plan === null) return fn();
+    pin(process.pid, [plan.targets[0]!]);
+    try {
+      return await fn();
+    } finally {
+      pin(process.pid, [plan.gen]);
+    }
   }
 }

@@ -44,7 +44,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
     c2s.goRaw();
     sm.goRaw();
     const flows = [flow('router→sm', c2s, sm, routerToSm()), flow('sm→router', sm, c2s, smToRouter('c2s'))];
-    const m = await measure(ctx, 'jabberd2-router', flows, { now: () => procCpuSeconds(pid), exact: async () => procCpuSeconds(pid) }, true);
+    const m = await measure(ctx, 'jabberd2-router', flows, { now: () => procCpuSeconds(pid), exact: async () => procCpuSeconds(pid) }, true, pinnedRouter ? pinning : null);
     if (!j.isRunning('router')) throw new Error('jabberd2-router died during the benchmark');
     return { guard, version: routerVersion(), pinned: pinnedRouter, placement: pinnedRouter ? pinning.describe() : 'not pinned', cpuSource: '/proc/<pid>/stat utime+stime', ...m };
   } finally {

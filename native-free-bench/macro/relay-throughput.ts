@@ -53,7 +53,7 @@ async function single(ctx: BenchContext, workers: number): Promise<Record<string
     sm.goRaw();
     const n = node;
     const flows = [flow('router→sm', r, sm, routerToSm(), kUsers), flow('sm→router', sm, r, smToRouter('c2s'), kUsers)];
-    const m = await measure(ctx, label, flows, { now: () => procCpuSeconds(n.pid), exact: () => n.cpuSeconds() }, true);
+    const m = await measure(ctx, label, flows, { now: () => procCpuSeconds(n.pid), exact: () => n.cpuSeconds() }, true, pinning);
     const probe = await node.probe();
     return { workers, pinned: pinning.pinned, placement: pinning.describe(), guard: node.ready['guard'], ...m, nodeCounters: { routesIn: probe['routesIn'], routesOut: probe['routesOut'], stats: probe['stats'] } };
   } finally {
