@@ -63,6 +63,19 @@ export interface FramerLimits {
 const NS_STREAM = 'http://etherx.jabber.org/streams';
 
 const UTF8_FFFD = Buffer.from([0xef, 0xbf, 0xbd]);
+const NO_BYTES = new Uint8Array(0);
+
+function countOf(s: string, ch: string): number {
+  let n = 0;
+  for (let i = s.indexOf(ch); i >= 0; i = s.indexOf(ch, i + 1)) n++;
+  return n;
+}
+
+function countBytes(b: Buffer, seq: Buffer): number {
+  let n = 0;
+  for (let i = b.indexOf(seq); i >= 0; i = b.indexOf(seq, i + seq.length)) n++;
+  return n;
+}
 
 /** Sentinel thrown out of saxes handlers to stop the current parser (error or stream closed). */
 const STOP: unique symbol = Symbol('stop');
@@ -173,14 +186,19 @@ export class StreamFramer {
     if (this.inWrite) throw new Error('StreamFramer.write() called re-entrantly from a handler');
     this._bytesIn += chunk.length;
     if (this.failed || this.closed || this.detached) return;
+    const held = this.pendingBytes();
     const s = this.decoder.write(chunk);
     if (s.length === 0) return;
     this.inWrite = true;
     try {
-      // invalid UTF-8 (decoded as U+FFFD where the input had no EF BF BD)
-      if (s.includes('\uFFFD') && !Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).includes(UTF8_FFFD)) {
-        this.fail('not-well-formed', 'invalid UTF-8');
-        return;
+      // invalid UTF-8: decoded as U+FFFD where the input had no EF BF BD (counted, with the bytes
+      // of a character split across writes, so that a real U+FFFD cut in two is no error)
+      if (s.includes('\uFFFD')) {
+        const c = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        if (countOf(s, '\uFFFD') !== countBytes(held.length > 0 ? Buffer.concat([held, c]) : c, UTF8_FFFD)) {
+          this.fail('not-well-formed', 'invalid UTF-8');
+          return;
+        }
       }
       this.feed(s);
       // saxes 6 reads an entity reference up to the next `;` whatever comes between, so after a
@@ -249,15 +267,21 @@ export class StreamFramer {
 
   // --- internals -------------------------------------------------------------------------------
 
-  private finishDetach(text: string): void {
+  /**
+   * The first bytes of a UTF-8 character split across chunks, waiting in the decoder (these
+   * legacy accessors are pinned by a unit test).
+   */
+  private pendingBytes(): Uint8Array {
     const d = this.decoder as StringDecoder & { lastNeed?: number; lastTotal?: number; lastChar?: Buffer };
-    // a UTF-8 character split across chunks: its first bytes wait in the decoder (these legacy
-    // accessors are pinned by a unit test)
     const need = d.lastNeed ?? 0;
-    const bytes = need > 0 && d.lastChar !== undefined && d.lastTotal !== undefined
+    return need > 0 && d.lastChar !== undefined && d.lastTotal !== undefined
       ? Uint8Array.from(d.lastChar.subarray(0, d.lastTotal - need))
-      : new Uint8Array(0);
-    this.tail = { root: this.stack[0] ?? null, text, bytes };
+      : NO_BYTES;
+  }
+
+  private finishDetach(text: string): void {
+    const bytes = this.pendingBytes();
+    this.tail = { root: this.stack[0] ?? null, text, bytes: bytes === NO_BYTES ? new Uint8Array(0) : bytes };
     this.detached = true;
     this.detachPending = false;
     this.release();

@@ -388,15 +388,18 @@ test('UTF-8: split characters are fine, invalid sequences are handed over, a chu
   }
   // an incomplete character at the very end, or completed wrongly by the next chunk
   equivalentAll(b([0x3c, 0x61, 0x3e, 0xe2, 0x82]));
-  // StreamFramer refuses a U+FFFD split across writes (and decodes one lossily in a chunk that
-  // holds a literal one): the ByteFramer hands over at the end of the chunk cut after EF / EF BF
+  // a literal U+FFFD is left to saxes (StreamFramer tells it from invalid UTF-8 by counting), as
+  // is a chunk cut after EF / EF BF: the ByteFramer hands over at the end of that chunk
   const fffd = b(`<a>\uFFFD</a><b/>`);
   assert.deepStrictEqual(alone([fffd.subarray(0, 4), fffd.subarray(4)]), { stanzas: [], rest: '<a>\xef', closed: false });
   assert.deepStrictEqual(alone([fffd.subarray(0, 5), fffd.subarray(5)]), { stanzas: [], rest: '<a>\xef\xbf', closed: false });
   for (const cut of [4, 5]) {
     const p = equivalent(fffd, (d) => splitAt(d, [cut]));
-    assert.deepStrictEqual(p.events, [{ t: 'error', condition: 'not-well-formed' }]);
+    assert.deepStrictEqual(p.events, [{ t: 'stanza', raw: '<a>\xef\xbf\xbd</a>' }, { t: 'stanza', raw: '<b/>' }], 'a U+FFFD split across writes is a character, not an error');
   }
+  // invalid UTF-8 next to a literal U+FFFD in one chunk is still an error
+  const mixed = Buffer.concat([b(`<a>\uFFFD`), b([0xff]), b(`</a>`)]);
+  assert.deepStrictEqual(equivalent(mixed, (d) => [d]).events, [{ t: 'error', condition: 'not-well-formed' }]);
   // other characters of U+F000..U+FFFF (EF lead byte) are on the fast path unless a chunk ends
   // right after their EF, or after EF BF (U+FFC0..U+FFFC)
   const ff = b(`<a>\uFF01\uFFE0\uF900</a>`); // EF BC 81, EF BF A0, EF A4 80

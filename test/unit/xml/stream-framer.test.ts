@@ -220,6 +220,24 @@ test('invalid UTF-8 is refused', () => {
   assert.ok(!framerEvents.includes('stanza'));
 });
 
+test('a literal U+FFFD is a character, also split across writes; invalid UTF-8 beside one is still refused', () => {
+  const run = (chunks: Buffer[]): string[] => {
+    const out: string[] = [];
+    const f = new StreamFramer({
+      onStreamOpen: () => out.push('open'),
+      onStanza: (_el, raw) => out.push(raw),
+      onStreamClose: () => out.push('close'),
+      onError: (e) => out.push(`error:${e.condition}`),
+    }, { maxStanzaBytes: 1 << 20, maxDepth: 10 });
+    f.write(utf8(HDR));
+    for (const c of chunks) f.write(c);
+    return out;
+  };
+  const s = utf8('<a>\uFFFD</a>');
+  for (let cut = 1; cut < s.length; cut++) assert.deepStrictEqual(run([s.subarray(0, cut), s.subarray(cut)]), ['open', '<a>\uFFFD</a>'], `cut at ${cut}`);
+  assert.deepStrictEqual(run([Buffer.concat([utf8('<a>\uFFFD'), Buffer.from([0xff]), utf8('</a>')])]).slice(-1), ['error:not-well-formed']);
+});
+
 test('raw is the original text: entities, CDATA, CRLF, quotes and spacing are preserved', () => {
   const s = `<m a="x&apos;y" b = '&#x41;&lt;'\r\n><![CDATA[<not a tag> & ]]>t&#233;xt&gt;\r\n</m\r\n>`;
   const events = runAll(`${HDR}${s}${FTR}`);
