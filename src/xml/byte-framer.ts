@@ -43,10 +43,10 @@
  *   rest of that chunk is scanned in place.
  * - UTF-8 is checked per chunk before anything in it is reported (node:buffer isUtf8, with the
  *   0–3 bytes of a character split across chunks carried along): StreamFramer rejects a chunk with
- *   invalid UTF-8 before parsing any of it, unless the chunk happens to contain a literal U+FFFD.
- *   To stay equivalent the scanner falls back on U+FFFD (EF BF BD) as on U+FFFE/U+FFFF, and on a
- *   chunk ending with the first bytes of one (EF or EF BF): StreamFramer wrongly rejects a U+FFFD
- *   split across two writes, and the resumed framer must see that split.
+ *   invalid UTF-8 before parsing any of it, telling a literal U+FFFD from a decoding error by
+ *   counting EF BF BD sequences per write. The scanner simply leaves U+FFFD to it: it falls back
+ *   on U+FFFD (EF BF BD) as on U+FFFE/U+FFFF, and on a chunk ending with the first bytes of one
+ *   (EF or EF BF), so that the resumed framer sees the same chunk boundaries.
  *
  * What it checks (else fallback), as saxes (`xmlns: true`, XML 1.0) and StreamFramer do:
  * - names: ASCII NCName or NCName:NCName (StreamFramer's ASCII_NAME, saxes' QName split), element
