@@ -75,7 +75,7 @@ export async function pingPong(flows: readonly Flow[], n: number, warmup: number
   for (const f of flows) {
     toScanMode(f);
     f.dst.sink.recordFromNs = 0;
-    f.dst.sink.latenciesUs = [];
+    f.dst.sink.latenciesUs.clear();
   }
   const per = new Map<Flow, number[]>(flows.map((f) => [f, []]));
   const lens = new Map<Flow, number[]>(flows.map((f) => [f, []]));
@@ -101,9 +101,9 @@ export async function pingPong(flows: readonly Flow[], n: number, warmup: number
     f.sent++;
     await got;
     lens.get(f)!.push(s.bytes - bytesBefore);
-    const lat = s.latenciesUs;
-    if (i >= warmup && lat.length > 0) per.get(f)!.push(lat[lat.length - 1]!);
-    s.latenciesUs = [];
+    const last = s.latenciesUs.last();
+    if (i >= warmup && last !== undefined) per.get(f)!.push(last);
+    s.latenciesUs.clear();
   }
   for (const f of flows) {
     f.lenOut = median(lens.get(f)!);
@@ -292,7 +292,7 @@ export async function paced(flows: readonly Flow[], totalRate: number, warmupMs:
   const perFlow = totalRate / flows.length;
   for (const f of flows) {
     toScanMode(f);
-    f.dst.sink.latenciesUs = [];
+    f.dst.sink.latenciesUs.clear();
     f.dst.sink.recordFromNs = Number.POSITIVE_INFINITY;
   }
   const start = performance.now();
@@ -343,10 +343,10 @@ export async function paced(flows: readonly Flow[], totalRate: number, warmupMs:
   });
   const inFlight = flows.reduce((s, f) => s + f.sent - received(f), 0);
   await drain(flows, 10_000);
-  const lat = flows.flatMap((f) => f.dst.sink.latenciesUs);
+  const lat = flows.flatMap((f) => Array.from(f.dst.sink.latenciesUs.values()));
   for (const f of flows) {
     f.dst.sink.recordFromNs = Number.POSITIVE_INFINITY;
-    f.dst.sink.latenciesUs = [];
+    f.dst.sink.latenciesUs.clear();
   }
   const secs = durationMs / 1000;
   return {

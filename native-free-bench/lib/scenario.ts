@@ -20,6 +20,17 @@ export interface Measurement {
   latency1SameCore: PingPongResult | null;
   peak: PeakResult;
   halfPeak: PacedResult | null;
+  /**
+   * latency at the same fixed load for every target that gets a half-peak phase
+   * (BENCH_FIXED_RATE, default 60 k routes/s: about half the jabberd2 router's peak on the
+   * reference machine), so that targets of very different peaks are compared under one load
+   */
+  atFixedRate: PacedResult | null;
+}
+
+/** The fixed load of `atFixedRate`, routes/s over both directions. */
+export function fixedRate(quick: boolean): number {
+  return quick ? 5_000 : Number(process.env['BENCH_FIXED_RATE'] ?? 60_000) || 60_000;
 }
 
 export function params(quick: boolean): {
@@ -82,13 +93,18 @@ export async function measure(ctx: BenchContext, label: string, flows: Flow[], c
   const pk = await peak(flows, { warmupMs: p.warmupMs, windows: p.windows, windowMs: p.windowMs, window: p.window, batch: p.batch, cpuNow: cpu.now, cpuExact: cpu.exact });
   ctx.progress(`${label}: ${Math.round(pk.stanzasPerSec).toLocaleString('en')} routes/s, ${pk.cpuSecPerMillion.toFixed(2)} CPU s per million, measured process ${(pk.targetCores * 100).toFixed(0)} % of a core, generator ${(pk.genCores * 100).toFixed(0)} %, other processes ${(pk.foreignCores * 100).toFixed(0)} %, irq ${(pk.irqCores * 100).toFixed(0)} %, steal ${(pk.stealCores * 100).toFixed(0)} %`);
   let halfPeak: PacedResult | null = null;
+  let atFixedRate: PacedResult | null = null;
   if (withHalfPeak) {
+    const fixed = fixedRate(ctx.quick);
+    ctx.progress(`${label}: latency at a fixed ${fixed.toLocaleString('en')} routes/s for ${p.pacedMs} ms`);
+    atFixedRate = await paced(flows, fixed, p.pacedWarmupMs, p.pacedMs, cpu.now);
+    ctx.progress(`${label}: at ${fixed.toLocaleString('en')} routes/s p50 ${atFixedRate.p50Us} µs, p99 ${atFixedRate.p99Us} µs (measured process ${(atFixedRate.targetCores * 100).toFixed(0)} % of a core, other processes ${(atFixedRate.foreignCores * 100).toFixed(0)} %)`);
     const rate = pk.stanzasPerSec / 2;
     ctx.progress(`${label}: latency at half of peak (${Math.round(rate).toLocaleString('en')} routes/s for ${p.pacedMs} ms)`);
     halfPeak = await paced(flows, rate, p.pacedWarmupMs, p.pacedMs, cpu.now);
     ctx.progress(`${label}: at half peak p50 ${halfPeak.p50Us} µs, p99 ${halfPeak.p99Us} µs (achieved ${halfPeak.achievedPerSec.toLocaleString('en')} routes/s; measured process ${(halfPeak.targetCores * 100).toFixed(0)} % of a core, other processes ${(halfPeak.foreignCores * 100).toFixed(0)} %)`);
   }
-  return { quietness, latency1, latency1SameCore, peak: pk, halfPeak };
+  return { quietness, latency1, latency1SameCore, peak: pk, halfPeak, atFixedRate };
 }
 
 /** Pinning for one scenario: the generator on one CPU, each target on another. */

@@ -221,7 +221,7 @@ test('invalid UTF-8 is refused', () => {
 });
 
 test('a literal U+FFFD is a character, also split across writes; invalid UTF-8 beside one is still refused', () => {
-  const run = (chunks: Buffer[]): string[] => {
+  const run = (chunks: Uint8Array[]): string[] => {
     const out: string[] = [];
     const f = new StreamFramer({
       onStreamOpen: () => out.push('open'),
