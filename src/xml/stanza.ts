@@ -42,9 +42,19 @@ const SLASH = 0x2f;
 const EQ = 0x3d;
 const AMP = 0x26;
 
-function isWs(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
+/** byte tables: XML whitespace; what ends an element name; what an attribute value needs done to it (1: normalize, 2: UTF-8) */
+const WS = new Uint8Array(256);
+const STOP = new Uint8Array(256);
+const VALUE = new Uint8Array(256);
+for (const c of [0x20, 0x0a, 0x09, 0x0d]) {
+  WS[c] = 1;
+  STOP[c] = 1;
+  VALUE[c] = c === 0x20 ? 0 : 1;
 }
+STOP[SLASH] = 1;
+STOP[GT] = 1;
+VALUE[AMP] = 1;
+for (let c = 0x80; c < 256; c++) VALUE[c] = 2;
 
 const ENTITY = /&(lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);/g;
 const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
@@ -59,6 +69,15 @@ type Latin1 = Buffer & { latin1Slice(start: number, end: number): string; utf8Sl
 const kInternSlots = 2048;
 const kInternMax = 64;
 const interned: (string | undefined)[] = new Array(kInternSlots);
+
+/** Values interned when at most this long (namespace URIs: up to kInternMax). */
+const kInternValueMax = 16;
+
+function hashOf(b: Latin1, from: number, to: number): number {
+  let h = 0;
+  for (let i = from; i < to; i++) h = (Math.imul(h, 31) + b[i]!) | 0;
+  return h;
+}
 
 function ascii(b: Latin1, from: number, to: number, hash: number): string {
   const len = to - from;
@@ -90,6 +109,21 @@ function scopeWithDefault(parent: Scope, uri: string): Scope {
   return sc;
 }
 
+/** Scope of an element with several declarations, by parent scope and the declarations as written. */
+const declScopes = new WeakMap<Scope, Map<string, Scope>>();
+
+function scopeWithDecls(parent: Scope, key: string, attrs: Record<string, string>): Scope {
+  let m = declScopes.get(parent);
+  if (m === undefined) declScopes.set(parent, (m = new Map()));
+  let sc = m.get(key);
+  if (sc === undefined) {
+    if (m.size >= 256) m.clear();
+    sc = Object.freeze({ ...deriveScope(attrs, parent) });
+    m.set(key, sc);
+  }
+  return sc;
+}
+
 /** An attribute value as the XML parser gives it, from its raw text: whitespace normalized, references replaced. */
 function normalize(s: string): string {
   return s.replace(/[\t\n\r]/g, ' ').replace(ENTITY, (_, e: string) =>
@@ -105,15 +139,21 @@ export function readStartTag(buf: Buffer, at: number, parent: Scope): { tag: Sta
   const n = b.length;
   let i = at + 1;
   let h = 0;
-  for (let c = b[i]!; i < n && c !== 0x20 && c !== SLASH && c !== GT && c !== 0x0a && c !== 0x09 && c !== 0x0d; c = b[++i]!) h = (Math.imul(h, 31) + c) | 0;
+  while (i < n) {
+    const c = b[i]!;
+    if (STOP[c] === 1) break;
+    h = (Math.imul(h, 31) + c) | 0;
+    i++;
+  }
   const name = ascii(b, at + 1, i, h);
   const attrs: Record<string, string> = {};
   let empty = false;
-  /** 0: no declaration; 1: only a default namespace (`defaultUri`); 2: others */
+  /** 0: no declaration; 1: only a default namespace (`defaultUri`); 2: others (`declKey`) */
   let decl = 0;
   let defaultUri = '';
+  let declKey = '';
   for (;;) {
-    while (i < n && isWs(b[i]!)) i++;
+    while (i < n && WS[b[i]!] === 1) i++;
     if (i >= n) throw new Error('unterminated start tag');
     const c = b[i]!;
     if (c === GT) {
@@ -127,35 +167,43 @@ export function readStartTag(buf: Buffer, at: number, parent: Scope): { tag: Sta
     }
     const ks = i;
     h = 0;
-    for (let k = b[i]!; i < n && k !== EQ && k !== 0x20 && k !== 0x0a && k !== 0x09 && k !== 0x0d; k = b[++i]!) h = (Math.imul(h, 31) + k) | 0;
+    while (i < n) {
+      const k = b[i]!;
+      if (k === EQ || WS[k] === 1) break;
+      h = (Math.imul(h, 31) + k) | 0;
+      i++;
+    }
     const key = ascii(b, ks, i, h);
     while (i < n && b[i] !== EQ) i++;
     i++;
-    while (i < n && isWs(b[i]!)) i++;
+    while (i < n && WS[b[i]!] === 1) i++;
     const q = b[i]!;
     const vs = ++i;
-    let plain = true;
-    let wide = false;
-    h = 0;
-    for (let k = b[i]!; i < n && k !== q; k = b[++i]!) {
-      if (k >= 0x80) wide = true;
-      else if (k === AMP || k === 0x09 || k === 0x0a || k === 0x0d) plain = false;
-      h = (Math.imul(h, 31) + k) | 0;
+    let special = 0;
+    while (i < n) {
+      const k = b[i]!;
+      if (k === q) break;
+      special |= VALUE[k]!;
+      i++;
     }
     if (i >= n) throw new Error('unterminated attribute value');
-    let v = wide ? b.utf8Slice(vs, i) : ascii(b, vs, i, h);
-    if (!plain) v = normalize(v);
+    const isDecl = b[ks] === 0x78 /* x */ && key.startsWith('xmlns') && (key.length === 5 || key.charCodeAt(5) === 0x3a);
+    // repeated values are short names (`sm`, `c2s`, the domain, `chat`) and namespace URIs;
+    // addresses of users and session ids vary: a plain slice
+    let v = (special & 2) !== 0 ? b.utf8Slice(vs, i) : i - vs <= (isDecl ? kInternMax : kInternValueMax) ? ascii(b, vs, i, hashOf(b, vs, i)) : b.latin1Slice(vs, i);
+    if ((special & 1) !== 0) v = normalize(v);
     i++;
     if (key === '__proto__') Object.defineProperty(attrs, key, { value: v, enumerable: true, writable: true, configurable: true });
     else attrs[key] = v;
-    if (b[ks] === 0x78 /* x */ && key.startsWith('xmlns') && (key.length === 5 || key.charCodeAt(5) === 0x3a)) {
+    if (isDecl) {
+      declKey += `${key}\u0000${v}\u0000`;
       if (decl === 0 && key.length === 5) {
         decl = 1;
         defaultUri = v;
       } else decl = 2;
     }
   }
-  const scope = decl === 0 ? parent : decl === 1 ? scopeWithDefault(parent, defaultUri) : deriveScope(attrs, parent);
+  const scope = decl === 0 ? parent : decl === 1 ? scopeWithDefault(parent, defaultUri) : scopeWithDecls(parent, declKey, attrs);
   const colon = name.indexOf(':');
   const prefix = colon < 0 ? '' : name.slice(0, colon);
   return {
@@ -216,10 +264,18 @@ export class Stanza {
     return new Stanza(null, el, null, text);
   }
 
+  /** index just past the start tag's `>` in the bytes (0: the element is empty; -1: not read) */
+  private _tagEnd = -1;
+
+  private readTag(): StartTag {
+    const r = readStartTag(this._bytes!, 0, this.ctx!.scope);
+    this._tagEnd = r.empty ? 0 : r.end;
+    return (this._tag = r.tag);
+  }
+
   /** The start tag of the depth-1 element. */
   get tag(): StartTag {
-    if (this._tag === null) this._tag = readStartTag(this._bytes!, 0, this.ctx!.scope).tag;
-    return this._tag;
+    return this._tag ?? this.readTag();
   }
 
   /** The start tag of its first child element (undefined: none). */
@@ -233,13 +289,12 @@ export class Stanza {
 
   private readInner(): StartTag | null {
     const b = this._bytes!;
-    const top = readStartTag(b, 0, this.ctx!.scope);
-    this._tag ??= top.tag;
-    if (top.empty) return null;
-    const lt = b.indexOf(LT, top.end);
+    if (this._tagEnd < 0) this.readTag();
+    if (this._tagEnd === 0) return null; // <x/>
+    const lt = b.indexOf(LT, this._tagEnd);
     if (lt < 0 || b[lt + 1] === SLASH) return null;
     if (b[lt + 1] === 0x21 || b[lt + 1] === 0x3f) return firstChild(this.el) ?? null; // <! or <? (not on the fast path)
-    return readStartTag(b, lt, top.tag.scope).tag;
+    return readStartTag(b, lt, this._tag!.scope).tag;
   }
 
   /** The whole element tree (parsed on first use when the stanza came as bytes). */
