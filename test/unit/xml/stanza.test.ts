@@ -119,3 +119,29 @@ test('withAttr and rewriteAttrs edit the start tag of bytes and of text alike', 
     assert.equal(typeof moved, typeof st.raw);
   }
 });
+
+test('rewriteAttrs on bytes keeps every other byte and gives the attributes asked for', () => {
+  const cases = [
+    `<route xmlns='urn:c' to='a' from='b'><m to='x'/></route>`,
+    `<route\n xmlns="urn:c"\tfrom = "b>'" to='a' type='t'/>`,
+    `<route to='a'   from='b' ><m/></route>`,
+    `<x:route xmlns:x='urn:c' x:k='v' to='é' from='b'>text</x:route>`,
+  ];
+  const { root, stanzas } = frame(Buffer.from(cases.join('')), HEADER);
+  const ctx = { scope: root!.scope, header: streamStartTag(root!) };
+  for (const s of stanzas) {
+    for (const changes of [{ to: 'c' }, { from: 'n--b', to: null }, { to: 'q&<\'"' }, {}] as Record<string, string | null>[]) {
+      const out = rewriteAttrs(Stanza.fromBytes(Buffer.from(s.raw, 'utf8'), ctx), changes) as Buffer;
+      const viaText = rewriteAttrs(Stanza.fromElement(s.el, s.raw), changes) as string;
+      const a = frame(out, HEADER).stanzas[0]!.el;
+      const b = frame(Buffer.from(viaText), HEADER).stanzas[0]!.el;
+      assert.deepEqual(a.attrs, b.attrs, `${s.raw} ${JSON.stringify(changes)}`);
+      assert.deepEqual(a.children, b.children);
+      const expected: Record<string, string> = { ...s.el.attrs };
+      for (const [k, v] of Object.entries(changes)) if (v === null) delete expected[k]; else expected[k] = v;
+      assert.deepEqual(a.attrs, expected);
+      // the content after the start tag travels as its original bytes
+      assert.ok(out.toString('utf8').endsWith(s.raw.slice(s.raw.search(/>/) + 1)) || s.raw.endsWith('/>'));
+    }
+  }
+});
