@@ -3,26 +3,30 @@
  * node about another node (src/cluster/table.ts ClusterTable, with its SharedArrayBuffer
  * bare-JID index, src/routing/shared-table.ts).
  *
- * - memory: what a joining node holds after applying the SNAPSHOT (heap after GC + the SAB),
- *   and the SAB index alone;
+ * - memory: what a joining node holds after applying the SNAPSHOT: JS heap after GC plus
+ *   ArrayBuffer memory (the packed session store lives in ArrayBuffers, outside the JS heap, and
+ *   so does the SAB), and the SAB index alone;
  * - lookups/s: ClusterTable.homeOf(bare) (string hash + SAB probe + node name), random order over
  *   all keys, and over a hot set of 10k;
  * - resync: time from `snapshot()` on the origin to the last entry applied on the joining node,
  *   over a real peer link: two PeerManagers on loopback with the default peer settings, the
- *   snapshot sent as the node sends it (PeerManager.sendSnapshot: SNAPSHOT parts of
- *   kSnapshotPartSessions), joined and applied as the node does; then the link is watched for three
- *   heartbeat intervals (drops and warnings are recorded: a resync that costs the link is none).
+ *   snapshot sent as the node sends it (PeerManager.sendSnapshot: packed SNAPSHOT parts of
+ *   kSnapshotPartSessions, protocol 2, each encoded when the socket has taken the previous ones),
+ *   joined and applied as the node does; then the link is watched for three heartbeat intervals
+ *   (drops and warnings are recorded: a resync that costs the link is none). Both nodes run in
+ *   this one process, so the phases add up on one thread: encoding on the origin, decoding on the
+ *   joiner, and the joiner's apply.
  *
  * Run with --expose-gc for clean memory figures (run.ts does).
  */
 import '../guard.ts';
 import { checkNativeFree } from '../guard.ts';
 import { isMain, standalone, type BenchContext, type SectionResult } from '../lib/context.ts';
-import { heapAfterGc } from '../lib/gc.ts';
+import { gcFn } from '../lib/gc.ts';
 import { quietEvents } from '../lib/table-events.ts';
 import { median, sig3 } from '../lib/stats.ts';
 import { ClusterTable, bareJid } from '../../src/cluster/table.ts';
-import { capacityPow2For, kMaxLoadFactor } from '../../src/routing/shared-table.ts';
+import { capacityPow2For } from '../../src/routing/shared-table.ts';
 import { type SessionEntry } from '../../src/wire/messages.ts';
 import { PeerManager, kSnapshotPartSessions, type PeerEvents } from '../../src/cluster/peer-manager.ts';
 import { freePorts } from '../../src/local/jabberd2.ts';
@@ -32,6 +36,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const MiB = 1 << 20;
 const events = quietEvents();
+
+/** JS heap and ArrayBuffer memory (SABs and Buffers included) after two full collections. */
+function memAfterGc(): { heap: number; buffers: number } {
+  const gc = gcFn();
+  gc();
+  gc();
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed, buffers: m.arrayBuffers };
+}
 
 function session(i: number, since: number): SessionEntry {
   // realistic sizes: ~27 B JID with resource, 40 hex sm id (as jabberd2's sm makes them)
@@ -166,7 +179,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   // ---- resync over a real peer link (PeerManager, the product's SNAPSHOT parts) ----
   const kDefaultQueue = 16 << 20;
   ctx.progress('route table: resync over a peer link with the default settings (PeerManager.sendSnapshot, SNAPSHOT parts)');
-  let h0 = heapAfterGc();
+  let h0 = memAfterGc();
   let joined: ClusterTable | null = new ClusterTable('n1', 1, events, pow2);
   const atDefault = await resyncOverPeerLink(origin, joined, ctx, kDefaultQueue);
   ctx.progress(`route table: default settings: ${atDefault.completed ? `done in ${(atDefault.phases['totalMs']! / 1000).toFixed(2)} s` : `FAILED after ${(atDefault.phases['totalMs']! / 1000).toFixed(2)} s: ${atDefault.drops[0] ?? 'timeout'}`}`);
@@ -177,7 +190,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
     raisedQueue = 2 ** Math.ceil(Math.log2(Math.max(kDefaultQueue, 2 * atDefault.bytes)));
     ctx.progress(`route table: resync again with queue_bytes raised to ${raisedQueue / MiB} MiB`);
     joined = null;
-    h0 = heapAfterGc();
+    h0 = memAfterGc();
     joined = new ClusterTable('n1', 1, events, pow2);
     raised = await resyncOverPeerLink(origin, joined, ctx, raisedQueue);
     ctx.progress(`route table: queue_bytes ${raisedQueue / MiB} MiB: ${raised.completed ? `done in ${(raised.phases['totalMs']! / 1000).toFixed(2)} s` : `FAILED: ${raised.drops[0] ?? 'timeout'}`}`);
@@ -186,7 +199,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   if (!link.completed) {
     // no resync worked: build the joined table directly, for the memory and lookup figures
     joined = null;
-    h0 = heapAfterGc();
+    h0 = memAfterGc();
     joined = new ClusterTable('n1', 1, events, pow2);
     const snap = origin.snapshot();
     joined.applySnapshot(snap.origin, snap.incarnation, snap.seq, snap.sessions.map((x) => ({ ...x })), snap.names);
@@ -194,10 +207,17 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   if (joined.sessionCount('n2') !== N) throw new Error(`joined node has ${joined.sessionCount('n2')} sessions, expected ${N}`);
 
   // ---- memory of the joined node's copy ----
-  const h1 = heapAfterGc();
+  const h1 = memAfterGc();
   const sab = joined.shared.sab.byteLength;
-  const tableBytes = h1 - h0 + sab;
-  ctx.progress(`route table: ${N.toLocaleString('en')} routes take ${(tableBytes / MiB).toFixed(0)} MiB (heap ${((h1 - h0) / MiB).toFixed(0)} MiB + index ${(sab / MiB).toFixed(0)} MiB)`);
+  const indexSlots = joined.shared.capacity;
+  const store = joined.remoteBytes;
+  const heap = h1.heap - h0.heap;
+  const buffers = h1.buffers - h0.buffers; // the store's arena and buckets, the SAB, and scratch buffers of the codec
+  const tableBytes = heap + buffers;
+  ctx.progress(
+    `route table: ${N.toLocaleString('en')} routes take ${(tableBytes / MiB).toFixed(1)} MiB: JS heap ${(heap / MiB).toFixed(1)} MiB + ArrayBuffers ` +
+      `${(buffers / MiB).toFixed(1)} MiB (session store ${(store / MiB).toFixed(1)} MiB, index ${(sab / MiB).toFixed(1)} MiB, other ${((buffers - store - sab) / MiB).toFixed(1)} MiB)`,
+  );
 
   // ---- lookups ----
   const bare = Array.from({ length: N }, (_, i) => bareJid(session(i, since).jid));
@@ -232,21 +252,29 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   const round = (p: Phases): Phases => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Math.round(v)]));
   const outcome = (l: LinkResync): Record<string, unknown> => ({ completed: l.completed, ...round(l.phases), config: l.config, linkDrops: l.drops, linkUpAfter: l.upAfter, warnings: l.warnings.slice(0, 10) });
   // the capacity the node really uses: ClusterRouter constructs its table with the default
-  const nodeSlots = new ClusterTable('probe', 0, events).shared.capacity;
-  const defaultCap = Math.floor(kMaxLoadFactor * nodeSlots);
+  const probe = new ClusterTable('probe', 0, events).shared;
+  const nodeSlots = probe.capacity;
+  const defaultCap = probe.maxSize;
+  const nodeIndexMiB = probe.sab.byteLength / MiB;
   return {
     guard,
     routes: N,
     memory: {
       totalBytes: tableBytes,
       totalMiB: sig3(tableBytes / MiB),
-      heapMiB: sig3((h1 - h0) / MiB),
+      heapMiB: sig3(heap / MiB),
+      arrayBuffersMiB: sig3(buffers / MiB),
+      storeMiB: sig3(store / MiB),
       indexMiB: sig3(sab / MiB),
-      indexSlots: 2 ** pow2,
+      indexSlots,
       bytesPerRoute: Math.round(tableBytes / N),
       nodeIndexSlots: nodeSlots,
       nodeIndexMaxUsers: defaultCap,
-      note: `measured with an index of 2^${pow2} slots; the node as built sizes it at ${nodeSlots.toLocaleString('en')} slots (ClusterTable default), i.e. at most ${defaultCap.toLocaleString('en')} users with sessions`,
+      note:
+        `JS heap ${(heap / MiB).toFixed(1)} MiB + ArrayBuffers ${(buffers / MiB).toFixed(1)} MiB (packed session store ${(store / MiB).toFixed(1)} MiB, ` +
+        `index ${(sab / MiB).toFixed(1)} MiB, codec scratch buffers ${((buffers - store - sab) / MiB).toFixed(1)} MiB); measured with an index of capacityPow2 ${pow2} ` +
+        `(${indexSlots.toLocaleString('en')} slots); the node as built sizes it at capacityPow2 ${Math.log2((probe.sab.byteLength - 128) / 8)} (ClusterTable default: ${nodeIndexMiB.toFixed(0)} MiB, ` +
+        `${nodeSlots.toLocaleString('en')} slots), i.e. at most ${defaultCap.toLocaleString('en')} users with sessions`,
     },
     lookups: { homeOfPerSec: Math.round(lookupsAll), homeOfHot10kPerSec: Math.round(lookupsHot) },
     resync: {
@@ -257,7 +285,10 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
       sessionsPerPart: kSnapshotPartSessions,
       defaultSettings: outcome(atDefault),
       raisedQueue: raised === null ? null : { queueBytes: raisedQueue, ...outcome(raised) },
-      how: 'two PeerManagers on loopback (plain TCP); origin.snapshot() → PeerManager.sendSnapshot (SNAPSHOT parts, all encoded at once) → frames → the receiving PeerConn joins the parts → ClusterTable.applySnapshot; then 3 heartbeat intervals watching the link. When the default settings fail, again with a link queue (queue_bytes) that holds the whole snapshot',
+      how:
+        'two PeerManagers on loopback (plain TCP), in this one process; origin.snapshot() → PeerManager.sendSnapshot (packed SNAPSHOT parts, protocol 2, each encoded when the socket ' +
+        'has taken the previous ones: encodeMs is the call, which encodes the first parts; the rest is in transferDecodeJoinMs) → frames → the receiving PeerConn decodes and joins ' +
+        'the parts → ClusterTable.applySnapshot; then 3 heartbeat intervals watching the link. When the default settings fail, again with a link queue (queue_bytes) that holds the whole snapshot',
     },
   };
 }

@@ -359,7 +359,8 @@ export class ClusterRouter {
     // the priority is the one thing routing reads beyond the start tags: the tree is built here only
     const full = firstChild(st.el);
     const p = full ? firstChild(full, 'priority') : undefined;
-    const prio = p ? Number.parseInt(text(p), 10) || 0 : 0;
+    // RFC 6121 §4.7.2.3: -128..127; a client may send more, the table (and its wire form) holds that range
+    const prio = p ? Math.max(-128, Math.min(127, Number.parseInt(text(p), 10) || 0)) : 0;
     const avail = type !== 'unavailable';
     if (s.prio === prio && s.avail === avail) return;
     this.table.addOwnSession({ ...s, prio, avail });
@@ -511,8 +512,10 @@ export class ClusterRouter {
   private reconcile(touched: readonly string[]): void {
     const bares = new Set(touched.map((j) => j.slice(0, j.indexOf('/'))));
     for (const bare of bares) {
+      // only our own sessions can be ended here: users without one (nearly all, after a
+      // snapshot) cost a lookup, not the decoding of their remote sessions
+      if (this.table.ownSessionsOf(bare).length === 0) continue;
       const all = this.table.sessionsOf(bare);
-      if (!all.some((s) => s.home === this.self)) continue;
       const newer = (o: SessionEntry, x: SessionEntry): boolean => o.since > x.since || (o.since === x.since && o.home < x.home);
       // rule 1 decides first; the home is then the oldest of the sessions that survive it
       const alive = all.filter((x) => !all.some((o) => o !== x && o.jid === x.jid && newer(o, x)));

@@ -23,9 +23,9 @@ import {
   type TLSSocket,
 } from 'node:tls';
 import { certNames, certNamesNode, describeTlsError, describeVerifyCode, showCertNames } from './peer-tls.ts';
-import { FrameDecoder } from '../wire/frame.ts';
+import { FrameDecoder, kFrameHeaderBytes } from '../wire/frame.ts';
 import { encode, decode } from '../wire/codec.ts';
-import { MsgType, type PeerMessage, type SessionEntry, type NameEntry, type Op } from '../wire/messages.ts';
+import { MsgType, kMinProtocolVersion, kProtocolVersion, type PeerMessage, type SessionEntry, type NameEntry, type Op } from '../wire/messages.ts';
 import { PeerHandshake } from '../wire/handshake.ts';
 import { HotFramer } from '../xml/hot-framer.ts';
 import { element } from '../xml/node.ts';
@@ -83,13 +83,59 @@ const STREAM_ROOT = element('stream:stream', { 'xmlns:stream': NS_STREAM });
 /** Largest snapshot a peer may send us, in sessions (a bound on what we buffer). */
 const kMaxSnapshotSessions = 20_000_000;
 
-/** Sessions per SNAPSHOT part: ~100 B each, so a part stays far below max_frame_bytes. */
+/**
+ * Sessions per SNAPSHOT part: ~60 B each packed (version 2), ~100 B as arrays (version 1), so a
+ * part stays far below max_frame_bytes (a part that would not fit is halved until it does).
+ */
 export const kSnapshotPartSessions = 10_000;
 
+/** Socket bytes above which the next snapshot part waits for 'drain'. */
+const kSnapshotLowWater = 1 << 20;
+
+type Snapshot = { origin: string; incarnation: number; seq: number; sessions: SessionEntry[]; names: NameEntry[] };
+
+/**
+ * The frames of a snapshot, encoded one part at a time as they are taken: parts of
+ * kSnapshotPartSessions (the names in the first), `more` on all but the last; a part whose
+ * payload would exceed `maxPayload` is halved until it fits.
+ */
+function* snapshotFrames(snap: Snapshot, version: number, maxPayload: number): Generator<Buffer, void, undefined> {
+  const all = snap.sessions;
+  let at = 0;
+  do {
+    let n = Math.min(kSnapshotPartSessions, all.length - at);
+    for (;;) {
+      const more = at + n < all.length;
+      const part: PeerMessage = {
+        type: MsgType.SNAPSHOT,
+        origin: snap.origin,
+        incarnation: snap.incarnation,
+        seq: snap.seq,
+        sessions: all.slice(at, at + n),
+        names: at === 0 ? snap.names : [],
+        ...(more ? { more } : {}),
+      };
+      const frame = encode(part, version);
+      if (frame.length - kFrameHeaderBytes <= maxPayload || n <= 1) {
+        at += n;
+        yield frame;
+        break;
+      }
+      n = Math.ceil(n / 2);
+    }
+  } while (at < all.length);
+}
+
 class PeerConn {
-  private snapshotParts: { incarnation: number; seq: number; sessions: SessionEntry[]; names: NameEntry[] } | null = null;
+  /** the parts of a snapshot received so far */
+  private snapshotParts: Snapshot | null = null;
+  /** snapshots waiting to be paced onto the link, in order */
+  private snapshotQueue: Iterator<Buffer, void, undefined>[] = [];
+  private pacing = false;
   peer = '';
   peerIncarnation = 0;
+  /** protocol version of the link (from the handshake): the SNAPSHOT layout we send */
+  version = kMinProtocolVersion;
   up = false;
   closed = false;
   lastHeard = Date.now();
@@ -131,7 +177,7 @@ class PeerConn {
       secret: cfg.secret,
       ...(dialled !== null ? { expectPeer: dialled } : {}),
       allowedPeers: new Set(cfg.peers.map((p) => p.name)),
-      version: 1,
+      version: kProtocolVersion,
     });
     this.decoder = new FrameDecoder(cfg.maxFrameBytes, (p) => this.onFrame(p), (msg) => this.close(`bad frame: ${msg}`));
     socket.on('data', (d: Buffer) => {
@@ -237,6 +283,7 @@ class PeerConn {
       if (r.done) {
         this.peer = r.done.peer;
         this.peerIncarnation = r.done.peerIncarnation;
+        this.version = r.done.version;
         this.up = true;
         this.framer = new HotFramer(STREAM_ROOT, { maxStanzaBytes: this.cfg.maxStanzaBytes, maxDepth: this.cfg.maxDepth }, {
           onStanza: (st) => {
@@ -265,16 +312,20 @@ class PeerConn {
       case MsgType.SNAPSHOT: {
         if (msg.origin !== this.peer) return this.close(`snapshot for '${msg.origin}', which is not the peer`);
         // a large snapshot comes in parts: apply them together
-        const p = this.snapshotParts;
+        let p = this.snapshotParts;
         if (p && (p.incarnation !== msg.incarnation || p.seq !== msg.seq)) return this.close('snapshot parts of different snapshots mixed');
-        const whole = p ? { ...msg, sessions: p.sessions.concat(msg.sessions), names: p.names.concat(msg.names) } : msg;
+        if (!p) p = { origin: msg.origin, incarnation: msg.incarnation, seq: msg.seq, sessions: msg.sessions, names: msg.names };
+        else {
+          if (p.sessions.length + msg.sessions.length > kMaxSnapshotSessions) return this.close(`snapshot of more than ${kMaxSnapshotSessions} sessions`);
+          for (const s of msg.sessions) p.sessions.push(s);
+          for (const n of msg.names) p.names.push(n);
+        }
         if (msg.more) {
-          if (whole.sessions.length > kMaxSnapshotSessions) return this.close(`snapshot of more than ${kMaxSnapshotSessions} sessions`);
-          this.snapshotParts = whole;
+          this.snapshotParts = p;
           return;
         }
         this.snapshotParts = null;
-        this.mgr.events.onSnapshot(this.peer, whole);
+        this.mgr.events.onSnapshot(this.peer, p);
         return;
       }
       case MsgType.DELTA:
@@ -309,7 +360,7 @@ class PeerConn {
 
   send(m: PeerMessage): void {
     if (this.closed) return;
-    const b = encode(m);
+    const b = encode(m, this.version);
     if (this.held) {
       this.held.push(b);
       this.heldBytes += b.length;
@@ -338,30 +389,48 @@ class PeerConn {
   }
 
   /**
-   * Send a snapshot in parts, each written when the socket has taken the previous ones (a
-   * large table would otherwise sit in memory at once, and count as a slow peer).
+   * Send a snapshot in parts (snapshotFrames), each encoded and written when the socket has taken
+   * the previous ones (a large table would otherwise sit in memory at once, and count as a slow
+   * peer). Snapshots asked for meanwhile follow in order; everything else sent meanwhile waits
+   * in `held` until they are all out.
    */
-  async sendSnapshotPaced(parts: PeerMessage[], lowWater: number): Promise<boolean> {
+  sendSnapshot(snap: Snapshot): void {
+    this.snapshotQueue.push(snapshotFrames(snap, this.version, this.cfg.maxFrameBytes));
+    if (this.pacing) return;
+    void this.pace().then(
+      (ok) => {
+        if (!ok) this.log.info(`snapshot to ${this.label} cut short: the link closed`);
+      },
+      (err: unknown) => this.close(`cannot send a snapshot: ${(err as Error).message}`),
+    );
+  }
+
+  private async pace(): Promise<boolean> {
+    this.pacing = true;
     this.flush();
     this.held ??= [];
     try {
-      for (const p of parts) {
-        if (this.closed) return false;
-        this.socket.write(encode(p));
-        if (this.socket.writableLength > lowWater) {
-          await new Promise<void>((r) => {
-            const done = (): void => {
-              this.socket.off('drain', done);
-              this.socket.off('close', done);
-              r();
-            };
-            this.socket.on('drain', done);
-            this.socket.on('close', done);
-          });
+      for (let frames = this.snapshotQueue.shift(); frames; frames = this.snapshotQueue.shift()) {
+        for (let f = frames.next(); !f.done; f = frames.next()) {
+          if (this.closed) return false;
+          this.socket.write(f.value);
+          if (this.socket.writableLength > kSnapshotLowWater) {
+            await new Promise<void>((r) => {
+              const done = (): void => {
+                this.socket.off('drain', done);
+                this.socket.off('close', done);
+                r();
+              };
+              this.socket.on('drain', done);
+              this.socket.on('close', done);
+            });
+          }
         }
       }
       return !this.closed;
     } finally {
+      this.pacing = false;
+      this.snapshotQueue = [];
       const held = this.held ?? [];
       this.held = null;
       this.heldBytes = 0;
@@ -595,25 +664,11 @@ export class PeerManager {
     return true;
   }
 
-  /** Send a snapshot of our table, in parts of kSnapshotPartSessions so that any size fits in frames. */
-  sendSnapshot(node: string, snap: { origin: string; incarnation: number; seq: number; sessions: SessionEntry[]; names: NameEntry[] }): boolean {
+  /** Send a snapshot of our table, in parts (paced: PeerConn.sendSnapshot), so that any size fits in frames. */
+  sendSnapshot(node: string, snap: Snapshot): boolean {
     const c = this.links.get(node);
     if (!c) return false;
-    const all = snap.sessions;
-    const parts: PeerMessage[] = [];
-    for (let at = 0; ; at += kSnapshotPartSessions) {
-      const more = at + kSnapshotPartSessions < all.length;
-      const part = { ...snap, sessions: all.slice(at, at + kSnapshotPartSessions), names: at === 0 ? snap.names : [] };
-      parts.push({ type: MsgType.SNAPSHOT, ...part, ...(more ? { more } : {}) });
-      if (!more) break;
-    }
-    if (parts.length === 1) {
-      c.send(parts[0]!);
-      return true;
-    }
-    void c.sendSnapshotPaced(parts, 1 << 20).then((ok) => {
-      if (!ok) this.log.info(`snapshot to '${node}' cut short: the link closed`);
-    });
+    c.sendSnapshot(snap);
     return true;
   }
 

@@ -5,31 +5,39 @@
  * lock-free through `SharedTable.attach(sab)` (`SharedTableReader`). Measured design:
  * /work/shared/docs/perf-probe.md §5; prose version of this comment: docs/internals/routing-table.md.
  *
- * Layout: one SharedArrayBuffer of Int32 words, 128 + 16 * capacity bytes, where capacity (slots)
- * = 2^capacityPow2 as passed to create(); at most floor(0.75 * capacity) entries (TableFullError).
+ * Layout: one SharedArrayBuffer of Int32 words, 128 + 8 * 2^capacityPow2 bytes: a header, then
+ * 2^(capacityPow2 - 3) lines of 64 bytes (one cache line each), 5 slots per line; at most
+ * 4 entries per line on average, i.e. 2^(capacityPow2 - 1) entries (load 0.8: TableFullError).
  *
  *   word  0  kHeaderMagic          0x4a435254 'JCRT'                        set once by create()
  *   word  1  kHeaderLayoutVersion  kLayoutVersion (this file + hash.ts)     set once
- *   word  2  kHeaderCapacity       slot count, a power of two               set once
+ *   word  2  kHeaderCapacity       slots: 5 per line                        set once
  *   word  3  kHeaderCount          live entries (writer: Atomics.store)     per insert/delete
- *   words 4..15                    reserved, 0
- *   word 16  kHeaderGeneration     odd while entries move (writer: Atomics.add); alone in its
+ *   word  4  kHeaderLines          lines, a power of two                    set once
+ *   words 5..15                    reserved, 0
+ *   word 16  kHeaderGeneration     odd during clear() (writer: Atomics.add); alone in its
  *   words 17..31                   own 64-byte line, so count updates do not evict it from readers
- *   word 32  slot 0  ┌──────────┬──────────┬──────────┬──────────┐
- *                    │ version  │  keyLo   │  keyHi   │  value   │   16 B, 4 slots per cache line
- *   word 36  slot 1  └──────────┴──────────┴──────────┴──────────┘
+ *   word 32  line 0  ┌─────────┬───────────────────────────────┬─────────────────────────┐
+ *                    │ version │ keyLo0 keyHi0 … keyLo4 keyHi4 │ value0 … value4         │  64 B
+ *   word 48  line 1  └─────────┴───────────────────────────────┴─────────────────────────┘
  *   ...
  *
- *   version = seq << 2 | kSlotFull (bit 1) | kSlotBusy (bit 0); seq counts completed writes (wraps
- *   after 2^30, i.e. a reader would need to sleep through exactly 2^30 writes to one slot to be
- *   fooled). Empty slots have kSlotFull clear; their other words are stale and ignored.
+ *   version = seq << 12 | overflow << 6 | occupancy << 1 | kLineBusy: occupancy bit k (k = 0..4)
+ *   marks slot k full; overflow counts the entries that live past this line but probed through
+ *   it (0..63; at 63 it sticks: it is never decremented again); seq counts completed writes of the
+ *   line (wraps after 2^20, i.e. a reader would need to sleep through exactly 2^20 writes to one
+ *   line to be fooled). An empty slot's words are stale and ignored.
  *
  * Keys: the 64-bit hash of the key's UTF-8 bytes (hash.ts) IS the key; the string is not stored.
- * Home slot = keyLo & (capacity - 1); linear probing. Collisions: see docs ("Collisions"); the
- * writer can keep an optional string map (`verifyKeys`) to detect them.
+ * Home line = keyLo & (lines - 1); a key sits in the first line from its home that had a free
+ * slot when it was inserted, and every line it passed counts it in its overflow (as F14 hash
+ * tables do). A lookup reads lines from the home until it finds the key or reaches a line whose
+ * overflow is 0. Entries never move: a delete clears the slot and takes the entry off the
+ * overflow counts of the lines it passed. Collisions: see docs ("Collisions"); the writer can keep
+ * an optional string map (`verifyKeys`) to detect them.
  *
- * Deletion: backward-shift (no tombstones, so probe lengths never degrade). Invariant I: for an
- * entry in slot s with home h, every slot in h..s (cyclic) is full.
+ * Invariant I: for an entry in line l with home line h, every line in h..l-1 (cyclic) has a
+ * non-zero overflow.
  *
  * Memory ordering. All writer stores to the SAB are `Atomics.store`/`Atomics.add` (SeqCst). Readers
  * read version and generation words with `Atomics.load`; key/value words with plain loads on x64
@@ -38,23 +46,21 @@
  * `Atomics.load` elsewhere (ARM's acquire loads do not stop an earlier plain load from being
  * satisfied late) or when JC_ROUTING_ATOMIC_READS=1 / `attach(sab, { atomicReads: true })`.
  *
- *  1. Seqlock per slot (every slot write): the writer stores version|kSlotBusy, then the key and
- *     value words, then (seq+1)<<2 | state. A reader loads v1 (spins while busy), reads the words,
- *     loads v2 and uses them only if v2 === v1. A validated read is a (key, value) pair that was in
- *     that slot at one instant, never a torn mix. Inserts (fill an empty slot), overwrites (value
- *     word only) and a delete whose slot no later entry may move into (just clear it: by I no probe
- *     chain runs through it) each touch one slot and need nothing more.
- *  2. Generation (operations that move entries: a backward-shift delete that moves at least one
- *     entry, and clear()): Atomics.add makes it odd before the first slot write and even after the
- *     last. While entries move, a key may be found in two slots (copied, old copy not yet
- *     overwritten), which is harmless, or a probe may pass the hole before the entry lands in it,
- *     which would be a false miss. So readers trust hits always (1. suffices) and misses only if
+ *  1. Seqlock per line (every line write): the writer stores version|kLineBusy, then the key and
+ *     value words, then the next version (seq + 1, new occupancy and overflow); a change of the
+ *     version word alone (a slot cleared, an overflow count changed) is one store. A reader loads
+ *     v1 (spins while busy), reads the words of the slots v1 marks full, loads v2 and uses them
+ *     only if v2 === v1. A validated read is the line's content at one instant (which slots are
+ *     full, their (key, value) pairs, the overflow), never a torn mix.
+ *  2. Order: an insert raises the overflow of the lines it passes before it fills its slot; a
+ *     delete clears the slot before it lowers them. So while a key is present, every line between
+ *     its home and its line has a non-zero overflow (I holds at every instant), and a probe for a
+ *     key that is present during the whole probe cannot stop before it: entries never move, so
+ *     no miss needs a second look.
+ *  3. Generation (clear() only, which empties line after line): Atomics.add makes it odd before
+ *     the first line write and even after the last. Readers trust hits always and misses only if
  *     the generation loaded before the probe was even and equals the one loaded after it;
- *     otherwise they probe again. Generation and version words are only ever accessed with SeqCst
- *     atomics (and emptiness is read from the version word), so "no generation change between my
- *     two loads" means every moving operation lies entirely before or entirely
- *     after my probe, and with no moves a key present during the whole probe keeps its slot and,
- *     by I, a full path from its home: the probe cannot stop at an empty slot before it.
+ *     otherwise they probe again.
  *
  * Readers never write shared memory. Spins are bounded by the writer's critical sections (a few
  * stores, or one clear()); if the main thread is descheduled mid-write a reader spins until it runs.
@@ -66,45 +72,59 @@ export const kHeaderMagic = 0;
 export const kHeaderLayoutVersion = 1;
 export const kHeaderCapacity = 2;
 export const kHeaderCount = 3;
+export const kHeaderLines = 4;
 export const kHeaderGeneration = 16;
 export const kHeaderWords = 32;
 
-export const kSlotWords = 4;
-export const kSlotVersion = 0;
-export const kSlotKeyLo = 1;
-export const kSlotKeyHi = 2;
-export const kSlotValue = 3;
+export const kLineWords = 16;
+export const kLineSlots = 5;
+/** word of the line's version */
+export const kLineVersion = 0;
+/** slot k's keyLo is word kLineKeys + 2k of its line, keyHi the next */
+export const kLineKeys = 1;
+/** slot k's value is word kLineValues + k of its line */
+export const kLineValues = 11;
 
-export const kSlotBusy = 1;
-export const kSlotFull = 2;
-export const kSlotSeqStep = 4;
-export const kSlotSeqMask = ~3;
+export const kLineBusy = 1;
+export const kLineOccShift = 1;
+/** occupancy bits of a line, after the shift: all 5 slots full */
+export const kLineFull = (1 << kLineSlots) - 1;
+export const kLineOverflowShift = 6;
+/** overflow counts stop (and stick) here */
+export const kLineOverflowMax = 63;
+export const kLineSeqStep = 1 << 12;
+export const kLineSeqMask = ~((1 << 12) - 1);
 
 export const kMagic = 0x4a435254; // 'JCRT'
-export const kLayoutVersion = 1;
+export const kLayoutVersion = 2;
 
-export const kMaxLoadFactor = 0.75;
-// Table sizes are given as capacityPow2 = log2(slots): 3 (8 slots) .. 26 (2^26 slots, 1 GiB of
-// SAB, which keeps every word index below 2^31).
+const kOccBits = kLineFull << kLineOccShift;
+const kOvfBits = kLineOverflowMax << kLineOverflowShift;
+const kOvfOne = 1 << kLineOverflowShift;
+
+/** Entries per slot at most (TableFullError beyond): 4 of a line's 5 slots on average. */
+export const kMaxLoadFactor = 0.8;
+// Table sizes are given as capacityPow2: 8 * 2^capacityPow2 bytes of lines (2^(capacityPow2 - 3)
+// lines), 3 (one line) .. 27 (2^24 lines, 1 GiB of SAB, which keeps every word index below 2^31).
 export const kMinCapacityPow2 = 3;
-export const kMaxCapacityPow2 = 26;
+export const kMaxCapacityPow2 = 27;
 
-/** Bytes of SharedArrayBuffer for a table of 2^capacityPow2 slots: 128 + 16 * 2^capacityPow2. */
+/** Bytes of SharedArrayBuffer for a table of capacityPow2: 128 + 8 * 2^capacityPow2. */
 export function byteLengthFor(capacityPow2: number): number {
   checkCapacityPow2(capacityPow2);
-  return (kHeaderWords + 2 ** capacityPow2 * kSlotWords) * 4;
+  return (kHeaderWords + 2 ** (capacityPow2 - 3) * kLineWords) * 4;
 }
 
-/** Smallest capacityPow2 whose table holds `keys` entries at or below the max load factor (1 M → 21). */
+/** Smallest capacityPow2 whose table holds `keys` entries (2^(capacityPow2 - 1) ≥ keys; 1 M → 21). */
 export function capacityPow2For(keys: number): number {
   for (let p = kMinCapacityPow2; p <= kMaxCapacityPow2; p++) {
-    if (Math.floor(2 ** p * kMaxLoadFactor) >= keys) return p;
+    if (maxSizeFor(kLineSlots * 2 ** (p - 3)) >= keys) return p;
   }
-  throw new RangeError(`no routing table up to 2^${kMaxCapacityPow2} slots holds ${keys} keys`);
+  throw new RangeError(`no routing table up to capacityPow2 ${kMaxCapacityPow2} holds ${keys} keys`);
 }
 
-function maxSizeFor(capacity: number): number {
-  return Math.floor(capacity * kMaxLoadFactor);
+function maxSizeFor(slots: number): number {
+  return Math.floor(slots * kMaxLoadFactor);
 }
 
 // x64/ia32 hardware keeps loads in order, so plain key/value loads between two Atomics.load of the
@@ -120,7 +140,7 @@ export class TableFullError extends Error {
     super(
       `routing table full: ${maxSize} entries in ${capacity} slots is the maximum at load factor ` +
         `${kMaxLoadFactor}; a table over a fixed SharedArrayBuffer cannot grow, create one with capacityPow2 ` +
-        `${Math.log2(capacity) + 1} or more`,
+        `${Math.log2((capacity / kLineSlots) * 8) + 1} or more`,
     );
     this.name = 'TableFullError';
     this.capacity = capacity;
@@ -156,10 +176,9 @@ export interface AttachOptions {
 
 function checkCapacityPow2(p: number): void {
   if (!Number.isInteger(p) || p < kMinCapacityPow2 || p > kMaxCapacityPow2) {
-    const hint = Number.isInteger(p) && p > 0 && (p & (p - 1)) === 0 ? ` (for ${p} slots pass ${Math.log2(p)})` : '';
     throw new RangeError(
       `routing table capacityPow2 must be an integer from ${kMinCapacityPow2} to ${kMaxCapacityPow2} ` +
-        `(the table gets 2^capacityPow2 slots), got ${p}${hint}`,
+        `(the table gets 8 * 2^capacityPow2 bytes and holds up to 2^(capacityPow2 - 1) keys), got ${p}`,
     );
   }
 }
@@ -172,7 +191,7 @@ function checkValue(value: number): void {
 export class SharedTableReader {
   readonly #sab: SharedArrayBuffer;
   readonly #w: Int32Array;
-  readonly #mask: number;
+  readonly #lmask: number;
   readonly #capacity: number;
   readonly #atomicReads: boolean;
   readonly #h: Int32Array;
@@ -186,18 +205,19 @@ export class SharedTableReader {
     if (magic !== kMagic) throw new TypeError(`SharedTable.attach: bad magic 0x${(magic >>> 0).toString(16)}, not a routing table`);
     const layout = Atomics.load(w, kHeaderLayoutVersion);
     if (layout !== kLayoutVersion) throw new TypeError(`SharedTable.attach: layout version ${layout}, this code reads ${kLayoutVersion}`);
+    const lines = Atomics.load(w, kHeaderLines);
     const capacity = Atomics.load(w, kHeaderCapacity);
-    const p = Math.log2(capacity);
-    if (!Number.isInteger(p) || p < kMinCapacityPow2 || p > kMaxCapacityPow2) {
-      throw new TypeError(`SharedTable.attach: bad capacity ${capacity} in the header`);
+    const p = Math.log2(lines) + 3;
+    if (!Number.isInteger(p) || p < kMinCapacityPow2 || p > kMaxCapacityPow2 || capacity !== lines * kLineSlots) {
+      throw new TypeError(`SharedTable.attach: bad size in the header (${lines} lines, ${capacity} slots)`);
     }
     if (sab.byteLength !== byteLengthFor(p)) {
-      throw new TypeError(`SharedTable.attach: ${sab.byteLength} bytes, expected ${byteLengthFor(p)} for capacity ${capacity}`);
+      throw new TypeError(`SharedTable.attach: ${sab.byteLength} bytes, expected ${byteLengthFor(p)} for ${lines} lines`);
     }
     this.#sab = sab;
     this.#w = w;
     this.#capacity = capacity;
-    this.#mask = capacity - 1;
+    this.#lmask = lines - 1;
     this.#atomicReads = options?.atomicReads ?? kDefaultAtomicReads;
     this.#h = new Int32Array(2);
     this.#retries = 0;
@@ -206,7 +226,7 @@ export class SharedTableReader {
   get sab(): SharedArrayBuffer {
     return this.#sab;
   }
-  /** Slots: 2^capacityPow2. */
+  /** Slots: 5 per line. */
   get capacity(): number {
     return this.#capacity;
   }
@@ -221,7 +241,7 @@ export class SharedTableReader {
   get atomicReads(): boolean {
     return this.#atomicReads;
   }
-  /** Re-reads so far: a slot seen mid-write or changed under us, or a miss during a move. */
+  /** Re-reads so far: a line seen mid-write or changed under us, or a miss during a clear(). */
   get retries(): number {
     return this.#retries;
   }
@@ -241,43 +261,67 @@ export class SharedTableReader {
 
   /** Look up by a precomputed hash64 result (signed or unsigned words both accepted). */
   getByHash(lo: number, hi: number): number | undefined {
-    lo |= 0;
-    hi |= 0;
+    return this.#atomicReads ? this.#getAtomic(lo | 0, hi | 0) : this.#getPlain(lo | 0, hi | 0);
+  }
+
+  // The two forms are written out separately: a branch on the form inside the probe cost ~20 ns.
+
+  /** getByHash with plain key/value loads between the version loads (x64, ia32). */
+  #getPlain(lo: number, hi: number): number | undefined {
     const w = this.#w;
-    const mask = this.#mask;
-    const atomic = this.#atomicReads;
+    const lmask = this.#lmask;
     for (;;) {
       const gen = Atomics.load(w, kHeaderGeneration);
-      let i = lo & mask;
-      for (let n = 0; n <= mask; ) {
-        const base = kHeaderWords + (i << 2);
+      let line = lo & lmask;
+      for (let n = 0; n <= lmask; ) {
+        const base = kHeaderWords + (line << 4);
         const v = Atomics.load(w, base);
-        if ((v & kSlotBusy) !== 0) {
-          this.#retries++; // writer is inside this slot: read it again
+        if ((v & kLineBusy) !== 0) {
+          this.#retries++; // writer is inside this line: read it again
           continue;
         }
-        if ((v & kSlotFull) === 0) break;
-        let klo: number;
-        let khi: number;
-        let val: number;
-        if (atomic) {
-          klo = Atomics.load(w, base + kSlotKeyLo);
-          khi = Atomics.load(w, base + kSlotKeyHi);
-          val = Atomics.load(w, base + kSlotValue);
-        } else {
-          klo = w[base + kSlotKeyLo]!;
-          khi = w[base + kSlotKeyHi]!;
-          val = w[base + kSlotValue]!;
-        }
+        const k = slotOf(w, base, v, lo, hi);
+        const val = k >= 0 ? w[base + kLineValues + k]! : 0;
         if (Atomics.load(w, base) !== v) {
           this.#retries++; // rewritten while we read it
           continue;
         }
-        if (klo === lo && khi === hi) return val >>> 0;
-        i = (i + 1) & mask;
+        if (k >= 0) return val >>> 0;
+        if ((v & kOvfBits) === 0) break; // no entry lives past this line after probing through it
+        line = (line + 1) & lmask;
         n++;
       }
-      // A miss counts only if no entry moved during the probe (rule 2 in the file comment).
+      // A miss counts only if no clear() ran during the probe (rule 3 in the file comment).
+      if ((gen & 1) === 0 && Atomics.load(w, kHeaderGeneration) === gen) return undefined;
+      this.#retries++;
+    }
+  }
+
+  /** getByHash with every word loaded by Atomics.load. */
+  #getAtomic(lo: number, hi: number): number | undefined {
+    const w = this.#w;
+    const lmask = this.#lmask;
+    for (;;) {
+      const gen = Atomics.load(w, kHeaderGeneration);
+      let line = lo & lmask;
+      for (let n = 0; n <= lmask; ) {
+        const base = kHeaderWords + (line << 4);
+        const v = Atomics.load(w, base);
+        if ((v & kLineBusy) !== 0) {
+          this.#retries++;
+          continue;
+        }
+        const k = slotOfAtomic(w, base, v, lo, hi);
+        const val = k >= 0 ? Atomics.load(w, base + kLineValues + k) : 0;
+        if (Atomics.load(w, base) !== v) {
+          this.#retries++;
+          continue;
+        }
+        if (k >= 0) return val >>> 0;
+        if ((v & kOvfBits) === 0) break;
+        line = (line + 1) & lmask;
+        n++;
+      }
       if ((gen & 1) === 0 && Atomics.load(w, kHeaderGeneration) === gen) return undefined;
       this.#retries++;
     }
@@ -288,7 +332,7 @@ export class SharedTableReader {
 export class SharedTable {
   readonly #sab: SharedArrayBuffer;
   readonly #w: Int32Array;
-  readonly #mask: number;
+  readonly #lmask: number;
   readonly #capacity: number;
   readonly #maxSize: number;
   readonly #h: Int32Array;
@@ -296,19 +340,20 @@ export class SharedTable {
   #count: number;
 
   /**
-   * A new empty table of 2^capacityPow2 slots (3..26), holding at most 0.75 * 2^capacityPow2
-   * entries: e.g. 16 → 65 536 slots (1 MiB, 49 152 keys), 21 → 2 097 152 slots (32 MiB, 1 M keys
-   * at load 0.48). `capacityPow2For(keys)` picks it.
+   * A new empty table of 8 * 2^capacityPow2 bytes (3..27), holding at most 2^(capacityPow2 - 1)
+   * entries: e.g. 16 → 512 KiB, 32 768 keys; 21 → 16 MiB, 1 048 576 keys.
+   * `capacityPow2For(keys)` picks it.
    */
   static create(capacityPow2: number, options?: CreateOptions): SharedTable {
     const bytes = byteLengthFor(capacityPow2); // validates
-    const capacity = 2 ** capacityPow2;
+    const lines = 2 ** (capacityPow2 - 3);
     const sab = new SharedArrayBuffer(bytes);
     const w = new Int32Array(sab);
-    Atomics.store(w, kHeaderCapacity, capacity);
+    Atomics.store(w, kHeaderLines, lines);
+    Atomics.store(w, kHeaderCapacity, lines * kLineSlots);
     Atomics.store(w, kHeaderLayoutVersion, kLayoutVersion);
     Atomics.store(w, kHeaderMagic, kMagic);
-    return new SharedTable(sab, capacity, options?.verifyKeys === true);
+    return new SharedTable(sab, lines, options?.verifyKeys === true);
   }
 
   /** A reader over `sab` (from `table.sab`, e.g. sent in workerData); also fine on main. */
@@ -319,12 +364,12 @@ export class SharedTable {
   static readonly capacityPow2For = capacityPow2For;
   static readonly byteLengthFor = byteLengthFor;
 
-  private constructor(sab: SharedArrayBuffer, capacity: number, verifyKeys: boolean) {
+  private constructor(sab: SharedArrayBuffer, lines: number, verifyKeys: boolean) {
     this.#sab = sab;
     this.#w = new Int32Array(sab);
-    this.#capacity = capacity;
-    this.#mask = capacity - 1;
-    this.#maxSize = maxSizeFor(capacity);
+    this.#capacity = lines * kLineSlots;
+    this.#lmask = lines - 1;
+    this.#maxSize = maxSizeFor(this.#capacity);
     this.#h = new Int32Array(2);
     this.#keys = verifyKeys ? new Map() : null;
     this.#count = 0;
@@ -333,14 +378,14 @@ export class SharedTable {
   get sab(): SharedArrayBuffer {
     return this.#sab;
   }
-  /** Slots: 2^capacityPow2. */
+  /** Slots: 5 per line. */
   get capacity(): number {
     return this.#capacity;
   }
   get size(): number {
     return this.#count;
   }
-  /** Most entries the table accepts: floor(capacity * 0.75). */
+  /** Most entries the table accepts: floor(capacity * 0.8) = 2^(capacityPow2 - 1). */
   get maxSize(): number {
     return this.#maxSize;
   }
@@ -349,14 +394,14 @@ export class SharedTable {
   }
 
   get(key: string): number | undefined {
-    const i = this.#find(key);
-    return i < 0 ? undefined : this.#w[kHeaderWords + (i << 2) + kSlotValue]! >>> 0;
+    const at = this.#find(key);
+    return at < 0 ? undefined : this.#w[at]! >>> 0;
   }
 
   /** Look up by a precomputed hash64 result. Not checked against `verifyKeys`. */
   getByHash(lo: number, hi: number): number | undefined {
-    const i = this.#findHash(lo | 0, hi | 0);
-    return i < 0 ? undefined : this.#w[kHeaderWords + (i << 2) + kSlotValue]! >>> 0;
+    const at = this.#findHash(lo | 0, hi | 0);
+    return at < 0 ? undefined : this.#w[at]! >>> 0;
   }
 
   /** Insert or overwrite. Throws TableFullError (inserts only) and, with verifyKeys, HashCollisionError. */
@@ -364,40 +409,33 @@ export class SharedTable {
     checkValue(value);
     const h = this.#h;
     hash64Into(key, h);
-    const lo = h[0]!;
-    const hi = h[1]!;
-    const w = this.#w;
-    const mask = this.#mask;
-    let i = lo & mask;
-    for (;;) {
-      const base = kHeaderWords + (i << 2);
-      if ((w[base]! & kSlotFull) === 0) break; // no tombstones: the first empty slot ends the chain
-      if (w[base + kSlotKeyLo] === lo && w[base + kSlotKeyHi] === hi) {
-        if (this.#keys !== null) {
-          const other = this.#keys.get(`${lo}:${hi}`)!;
-          if (other !== key) throw new HashCollisionError(key, other);
-        }
-        if (w[base + kSlotValue] !== (value | 0)) this.#writeValue(base, value | 0);
-        return;
-      }
-      i = (i + 1) & mask;
-    }
-    if (this.#count >= this.#maxSize) throw new TableFullError(this.#capacity, this.#maxSize);
-    this.#writeSlot(kHeaderWords + (i << 2), lo, hi, value | 0);
-    Atomics.store(w, kHeaderCount, ++this.#count);
-    if (this.#keys !== null) this.#keys.set(`${lo}:${hi}`, key);
+    this.#set(h[0]!, h[1]!, value, key);
   }
 
-  /** Remove `key`; true if it was present. Backward-shift deletion, see the file comment. */
+  /** `set` by a precomputed hash64 result (signed or unsigned words). Not checked against `verifyKeys`. */
+  setByHash(lo: number, hi: number, value: number): void {
+    checkValue(value);
+    this.#set(lo | 0, hi | 0, value, null);
+  }
+
+  /** Remove `key`; true if it was present. Its slot is cleared, entries never move: see the file comment. */
   delete(key: string): boolean {
-    const i = this.#find(key);
-    if (i < 0) return false;
-    this.#removeAt(i);
-    Atomics.store(this.#w, kHeaderCount, --this.#count);
+    const at = this.#find(key);
+    if (at < 0) return false;
+    this.#remove(at);
     if (this.#keys !== null) {
       const h = this.#h; // still holds key's hash from #find
       this.#keys.delete(`${h[0]}:${h[1]}`);
     }
+    return true;
+  }
+
+  /** `delete` by a precomputed hash64 result. Not checked against `verifyKeys`. */
+  deleteByHash(lo: number, hi: number): boolean {
+    const at = this.#findHash(lo | 0, hi | 0);
+    if (at < 0) return false;
+    this.#remove(at);
+    this.#keys?.delete(`${lo | 0}:${hi | 0}`);
     return true;
   }
 
@@ -406,9 +444,10 @@ export class SharedTable {
     if (this.#count === 0) return;
     const w = this.#w;
     Atomics.add(w, kHeaderGeneration, 1);
-    const end = kHeaderWords + this.#capacity * kSlotWords;
-    for (let base = kHeaderWords; base < end; base += kSlotWords) {
-      if ((w[base]! & kSlotFull) !== 0) this.#clearSlot(base);
+    const end = kHeaderWords + (this.#lmask + 1) * kLineWords;
+    for (let base = kHeaderWords; base < end; base += kLineWords) {
+      const v = w[base]!;
+      if ((v & (kOccBits | kOvfBits)) !== 0) Atomics.store(w, base, (v & kLineSeqMask) + kLineSeqStep);
     }
     this.#count = 0;
     Atomics.store(w, kHeaderCount, 0);
@@ -416,81 +455,131 @@ export class SharedTable {
     if (this.#keys !== null) this.#keys.clear();
   }
 
-  /** Slot index of `key`, or -1; leaves the hash in #h. */
+  // An entry's position ("at") is the index of its value word: its line starts at at & ~15 (lines
+  // are 16 words, after a 32-word header), its slot is (at & 15) - kLineValues.
+
+  #set(lo: number, hi: number, value: number, key: string | null): void {
+    const w = this.#w;
+    const at = this.#findHash(lo, hi);
+    if (at >= 0) {
+      if (this.#keys !== null && key !== null) {
+        const other = this.#keys.get(`${lo}:${hi}`)!;
+        if (other !== key) throw new HashCollisionError(key, other);
+      }
+      if (w[at] !== (value | 0)) this.#writeValue(at & ~15, (at & 15) - kLineValues, value | 0);
+      return;
+    }
+    if (this.#count >= this.#maxSize) throw new TableFullError(this.#capacity, this.#maxSize);
+    // the first line from home with a free slot; the lines before it count the entry as overflow
+    const lmask = this.#lmask;
+    const home = lo & lmask;
+    let line = home;
+    while (((w[kHeaderWords + (line << 4)]! >>> kLineOccShift) & kLineFull) === kLineFull) line = (line + 1) & lmask;
+    for (let l = home; l !== line; l = (l + 1) & lmask) this.#overflow(kHeaderWords + (l << 4), 1);
+    const base = kHeaderWords + (line << 4);
+    this.#writeSlot(base, freeSlot((w[base]! >>> kLineOccShift) & kLineFull), lo, hi, value | 0);
+    Atomics.store(w, kHeaderCount, ++this.#count);
+    if (this.#keys !== null && key !== null) this.#keys.set(`${lo}:${hi}`, key);
+  }
+
+  /** Position of `key`, or -1; leaves the hash in #h. */
   #find(key: string): number {
     const h = this.#h;
     hash64Into(key, h);
-    const i = this.#findHash(h[0]!, h[1]!);
-    if (i >= 0 && this.#keys !== null && this.#keys.get(`${h[0]}:${h[1]}`) !== key) return -1;
-    return i;
+    const at = this.#findHash(h[0]!, h[1]!);
+    if (at >= 0 && this.#keys !== null && this.#keys.get(`${h[0]}:${h[1]}`) !== key) return -1;
+    return at;
   }
 
   #findHash(lo: number, hi: number): number {
     const w = this.#w;
-    const mask = this.#mask;
-    let i = lo & mask;
-    for (;;) {
-      const base = kHeaderWords + (i << 2);
-      if ((w[base]! & kSlotFull) === 0) return -1;
-      if (w[base + kSlotKeyLo] === lo && w[base + kSlotKeyHi] === hi) return i;
-      i = (i + 1) & mask;
+    const lmask = this.#lmask;
+    for (let line = lo & lmask; ; line = (line + 1) & lmask) {
+      const base = kHeaderWords + (line << 4);
+      const v = w[base]!;
+      const k = slotOf(w, base, v, lo, hi);
+      if (k >= 0) return base + kLineValues + k;
+      if ((v & kOvfBits) === 0) return -1;
     }
   }
 
-  /**
-   * Backward-shift deletion of slot `i`: walk the cluster after it; each entry whose home is not
-   * cyclically in (hole, j] may fill the hole, and its old slot becomes the hole; clear the last
-   * hole. If nothing moves, no probe chain runs through `i` and clearing it alone is safe, so the
-   * generation is bumped only around actual moves.
-   */
-  #removeAt(i: number): void {
+  /** Deletes the entry at `at`: its slot is cleared, then the lines it passed count it no more (rule 2). */
+  #remove(at: number): void {
     const w = this.#w;
-    const mask = this.#mask;
-    let hole = i;
-    let j = i;
-    let moving = false;
-    for (;;) {
-      j = (j + 1) & mask;
-      const bj = kHeaderWords + (j << 2);
-      if ((w[bj]! & kSlotFull) === 0) break;
-      const home = w[bj + kSlotKeyLo]! & mask;
-      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-      if (stays) continue;
-      if (!moving) {
-        Atomics.add(w, kHeaderGeneration, 1); // odd: misses from now on are not trusted
-        moving = true;
-      }
-      this.#writeSlot(kHeaderWords + (hole << 2), w[bj + kSlotKeyLo]!, w[bj + kSlotKeyHi]!, w[bj + kSlotValue]!);
-      hole = j;
-    }
-    this.#clearSlot(kHeaderWords + (hole << 2));
-    if (moving) Atomics.add(w, kHeaderGeneration, 1); // even again
+    const lmask = this.#lmask;
+    const base = at & ~15;
+    const k = (at & 15) - kLineValues;
+    const line = (base - kHeaderWords) >>> 4;
+    const home = w[base + kLineKeys + 2 * k]! & lmask;
+    this.#clearSlot(base, k);
+    for (let l = home; l !== line; l = (l + 1) & lmask) this.#overflow(kHeaderWords + (l << 4), -1);
+    Atomics.store(w, kHeaderCount, --this.#count);
   }
 
   // ---- seqlock writes (rule 1) ----
 
-  #writeSlot(base: number, lo: number, hi: number, value: number): void {
+  #writeSlot(base: number, k: number, lo: number, hi: number, value: number): void {
     const w = this.#w;
     const v = w[base]!;
-    Atomics.store(w, base, v | kSlotBusy);
-    Atomics.store(w, base + kSlotKeyLo, lo);
-    Atomics.store(w, base + kSlotKeyHi, hi);
-    Atomics.store(w, base + kSlotValue, value);
-    Atomics.store(w, base, ((v & kSlotSeqMask) + kSlotSeqStep) | kSlotFull);
+    Atomics.store(w, base, v | kLineBusy);
+    Atomics.store(w, base + kLineKeys + 2 * k, lo);
+    Atomics.store(w, base + kLineKeys + 2 * k + 1, hi);
+    Atomics.store(w, base + kLineValues + k, value);
+    Atomics.store(w, base, ((v & kLineSeqMask) + kLineSeqStep) | (v & (kOccBits | kOvfBits)) | (1 << (k + kLineOccShift)));
   }
 
-  #writeValue(base: number, value: number): void {
+  #writeValue(base: number, k: number, value: number): void {
     const w = this.#w;
     const v = w[base]!;
-    Atomics.store(w, base, v | kSlotBusy);
-    Atomics.store(w, base + kSlotValue, value);
-    Atomics.store(w, base, ((v & kSlotSeqMask) + kSlotSeqStep) | kSlotFull);
+    Atomics.store(w, base, v | kLineBusy);
+    Atomics.store(w, base + kLineValues + k, value);
+    Atomics.store(w, base, ((v & kLineSeqMask) + kLineSeqStep) | (v & (kOccBits | kOvfBits)));
   }
 
-  #clearSlot(base: number): void {
+  #clearSlot(base: number, k: number): void {
     const w = this.#w;
     const v = w[base]!;
-    // key/value words stay stale: readers stop at the version word of an empty slot
-    Atomics.store(w, base, (v & kSlotSeqMask) + kSlotSeqStep);
+    // one store: the slot's words stay stale, readers see its occupancy bit clear
+    Atomics.store(w, base, ((v & kLineSeqMask) + kLineSeqStep) | (v & (kOccBits | kOvfBits) & ~(1 << (k + kLineOccShift))));
   }
+
+  /** The line's overflow count + delta (one store); at kLineOverflowMax it sticks. */
+  #overflow(base: number, delta: 1 | -1): void {
+    const w = this.#w;
+    const v = w[base]!;
+    const ovf = (v & kOvfBits) >>> kLineOverflowShift;
+    if (ovf === kLineOverflowMax) return;
+    if (ovf === 0 && delta === -1) throw new Error('routing table: overflow count below 0 (invariant I broken)');
+    Atomics.store(w, base, ((v & kLineSeqMask) + kLineSeqStep) | (v & (kOccBits | kOvfBits)) + (delta === 1 ? kOvfOne : -kOvfOne));
+  }
+}
+
+/**
+ * The full slot of the line at `base` (version `v`) holding key (lo, hi), or -1. Unrolled (a
+ * loop over the slots measured ~20 ns slower per lookup): each slot's occupancy bit, then its key.
+ * Plain loads: the writer's own reads, and readers on x64/ia32 (see the file comment).
+ */
+function slotOf(w: Int32Array, base: number, v: number, lo: number, hi: number): number {
+  if ((v & 2) !== 0 && w[base + 1] === lo && w[base + 2] === hi) return 0;
+  if ((v & 4) !== 0 && w[base + 3] === lo && w[base + 4] === hi) return 1;
+  if ((v & 8) !== 0 && w[base + 5] === lo && w[base + 6] === hi) return 2;
+  if ((v & 16) !== 0 && w[base + 7] === lo && w[base + 8] === hi) return 3;
+  if ((v & 32) !== 0 && w[base + 9] === lo && w[base + 10] === hi) return 4;
+  return -1;
+}
+
+/** slotOf with every key word loaded by Atomics.load (readers off x64/ia32, or when asked). */
+function slotOfAtomic(w: Int32Array, base: number, v: number, lo: number, hi: number): number {
+  for (let k = 0; k < kLineSlots; k++) {
+    const kb = base + kLineKeys + 2 * k;
+    if ((v & (1 << (k + kLineOccShift))) !== 0 && Atomics.load(w, kb) === lo && Atomics.load(w, kb + 1) === hi) return k;
+  }
+  return -1;
+}
+
+/** Lowest free slot of a line's occupancy bits (the line is not full). */
+function freeSlot(occ: number): number {
+  let k = 0;
+  while ((occ & (1 << k)) !== 0) k++;
+  return k;
 }

@@ -1,5 +1,5 @@
 /**
- * Peer protocol (node ↔ node), version 1: message types and shapes. Pure; shared.
+ * Peer protocol (node ↔ node), version 2: message types and shapes. Pure; shared.
  *
  * Every message is one frame (`frame.ts`) whose payload is ONE MessagePack array:
  *
@@ -18,13 +18,19 @@
  * re-typed; a change of meaning takes a new protocol version (HELLO negotiates it) or a new
  * message type.
  *
+ * Version 2 re-types one field: SNAPSHOT.sessions is a `bin` of packed sessions (PackedSessions
+ * below) instead of an array of Session arrays. A link runs at the highest version both ends
+ * speak (HELLO); a node sends packed sessions only on version-2 links, and accepts both forms
+ * on any link (the MessagePack type tells them apart).
+ *
  * | type | name      | fields after the type                                                   |
  * |------|-----------|-------------------------------------------------------------------------|
  * | 1    | HELLO     | version, minVersion, node, incarnation, caps: str[], nonce: bin(32)      |
  * | 2    | AUTH      | proof: bin                                                              |
  * | 3    | AUTH_OK   | –                                                                       |
  * | 4    | AUTH_FAIL | reason: str                                                             |
- * | 5    | SNAPSHOT  | origin, incarnation, seq, sessions: Session[], names: Name[], more?     |
+ * | 5    | SNAPSHOT  | origin, incarnation, seq, sessions, names: Name[], more?                |
+ * |      |           |   sessions: bin of PackedSessions (version 2) or Session[] (version 1)  |
  * | 6    | DELTA     | origin, incarnation, seq, ops: Op[]                                     |
  * | 7    | RESYNC    | origin                                                                  |
  * | 8    | STANZA    | bytes: bin (the UTF-8 of one whole `<route>` element, never a str)       |
@@ -39,13 +45,30 @@
  *             | [3, Name]     name+   name bound
  *             | [4, name]     name-   name unbound
  *
+ *     PackedSessions (SNAPSHOT.sessions, version 2): little-endian base-128 varints (uN below,
+ *     at most 8 bytes each) and UTF-8 strings (str = uN length, then the bytes):
+ *       uN count, uN nStrings, str × nStrings        a part's table of node and c2s names
+ *       count × record:
+ *         u8 flags        1: avail; 2: sm is hex (its bytes follow); 4: c2sId is a number (uN)
+ *         i8 prio
+ *         uN home, uN c2sNode, uN c2s                 indexes into the table (non-empty strings)
+ *         uN since
+ *         c2sId           uN when flag 4, else str (non-empty)
+ *         sm              flag 2: uN n, then n bytes (the id is their 2n lowercase hex digits);
+ *                         else str (non-empty)
+ *         jid             str (non-empty)
+ *       nothing after the last record
+ *
  * The golden-bytes tests (test/unit/wire/codec.test.ts) pin this layout.
  */
 
-/** Peer protocol version of this build (HELLO.version). */
-export const kProtocolVersion = 1;
+/** Peer protocol version of this build (HELLO.version). 2: packed SNAPSHOT sessions. */
+export const kProtocolVersion = 2;
 /** Oldest peer protocol version this build still speaks (HELLO.minVersion). */
 export const kMinProtocolVersion = 1;
+
+/** First protocol version whose SNAPSHOT carries packed sessions (a bin) rather than Session arrays. */
+export const kPackedSnapshotVersion = 2;
 
 /** Length of HELLO.nonce, bytes. */
 export const kNonceBytes = 32;
@@ -165,6 +188,7 @@ export interface SnapshotMsg {
   incarnation: number;
   /** sequence number of the last change included; the next DELTA has seq + 1 */
   seq: number;
+  /** on the wire: packed (version 2) or Session arrays (version 1); decoded: always entries */
   sessions: SessionEntry[];
   names: NameEntry[];
   /**

@@ -5,6 +5,7 @@
  * server.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Jabberd2 } from '../../src/local/jabberd2.ts';
 import { runReferenceScenarios, formatObservations, type Observation } from '../helpers/scenarios.ts';
@@ -88,6 +89,29 @@ describe('2-node cluster', () => {
       assert.ok(!r2.received.some((m) => m.is('message') && m.getChildText('body') === 'to the bare JID'), 'r2 (priority 1) must not get the bare message');
     } finally {
       await Promise.all([r1.stop(), r2.stop(), f.stop()]);
+    }
+  });
+
+  test('a presence priority outside -128..127 is recorded clamped and the peer links stay up', { timeout: 60000 }, async () => {
+    const u = `prio${Date.now().toString(36)}`;
+    await register(c.members[0]!.j.c2sPort, c.domain, u, PASS);
+    const s = await login(c.members[0]!.j.c2sPort, c.domain, u, PASS, 'p');
+    try {
+      const bare = `${u}@${c.domain}`;
+      const logBefore = c.members.map((m) => readFileSync(m.logFile, 'utf8').length);
+      await s.send(xml('presence', {}, xml('priority', {}, '300')));
+      const deadline = Date.now() + 5000;
+      const prioAt2 = (): number | undefined => c.members[1]!.node.cluster!.table.sessionsOf(bare)[0]?.prio;
+      while (prioAt2() !== 127 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(prioAt2(), 127, 'node 2 learns the clamped priority');
+      await new Promise((r) => setTimeout(r, 300));
+      for (const [i, m] of c.members.entries()) {
+        const after = readFileSync(m.logFile, 'utf8').slice(logBefore[i]);
+        assert.doesNotMatch(after, /peer '\w+' down|closing link|link to .* closed/i, `${m.name} kept its peer link:\n${after}`);
+        assert.deepEqual(m.node.peers!.upNodes().length, 1);
+      }
+    } finally {
+      await s.stop();
     }
   });
 

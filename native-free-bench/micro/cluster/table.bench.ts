@@ -4,7 +4,9 @@
  * - homeOf(bare): string hash + SharedArrayBuffer probe + node name; hits in random order over all
  *   users, hits in a hot set of 1k, misses;
  * - routingKey(route) + homeOf: the cluster router's whole lookup for a parsed route;
- * - applyDelta: a DELTA of 64 sess+ ops then one of 64 sess- ops (insert + delete), per op.
+ * - applyDelta: a DELTA of 64 sess+ ops then one of 64 sess- ops (insert + delete), per op;
+ * - sessionsOf: a user's sessions, built from the packed store (one SessionEntry per call);
+ * - applySnapshot: another node's 10k sessions replacing its previous 10k, per session.
  * The SharedTable itself (hash, probe, atomics, vs a Map) has its own bench:
  * micro/routing/shared-table.bench.ts.
  *
@@ -19,6 +21,7 @@ import { ClusterTable, bareJid } from '../../../src/cluster/table.ts';
 import { routingKey } from '../../../src/cluster/cluster-router.ts';
 import { capacityPow2For } from '../../../src/routing/shared-table.ts';
 import { element } from '../../../src/xml/node.ts';
+import { Stanza } from '../../../src/xml/stanza.ts';
 import type { Op } from '../../../src/wire/messages.ts';
 import { sessionEntry } from '../wire/codec.bench.ts';
 
@@ -39,7 +42,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
   }
   const routes = Array.from({ length: 1024 }, (_, i) => element('route', { xmlns: 'http://jabberd.jabberstudio.org/ns/component/1.0', to: 'example.test', from: 'c2s' }, [
     element('message', { xmlns: 'jabber:client', to: `${bare[order[i]!]!}/res`, from: 'alice@example.test/lab', type: 'chat' }),
-  ]));
+  ])).map((el) => Stanza.fromElement(el, ''));
   const B = 1024;
   let cur = 0;
   let sink = 0;
@@ -49,6 +52,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
     return c;
   };
   const extra = Array.from({ length: 64 }, (_, i) => sessionEntry(N + i));
+  const other = Array.from({ length: 10_000 }, (_, i) => ({ ...sessionEntry(N + 100 + i), home: 'n3' }));
   let seq = 0;
   const tasks: MicroTask[] = [
     { name: `homeOf hit, random over ${N.toLocaleString('en')} users`, ops: B, fn: () => { const c = next(N); for (let k = 0; k < B; k++) if (t.homeOf(bare[order[c + k]!]!) !== undefined) sink++; } },
@@ -64,6 +68,8 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
         if (!t.applyDelta('n2', 2, ++seq, add) || !t.applyDelta('n2', 2, ++seq, del)) throw new Error('delta refused');
       },
     },
+    { name: `sessionsOf, random over ${N.toLocaleString('en')} users`, ops: B, fn: () => { const c = next(N); for (let k = 0; k < B; k++) sink += t.sessionsOf(bare[order[c + k]!]!).length; } },
+    { name: 'applySnapshot 10k sessions replacing 10k, per session', ops: other.length, fn: () => t.applySnapshot('n3', 3, 0, other, []) },
   ];
   ctx.progress(`cluster table: ${tasks.length} tasks over ${N.toLocaleString('en')} sessions`);
   const rows = await runMicro(tasks, ctx.quick);

@@ -4,7 +4,7 @@
  *
  *   node --expose-gc --import tsx native-free-bench/micro/routing/shared-table.bench.ts
  *
- * Lookups run on the main thread over all 1 M keys (the table, 32 MiB, is far larger than L2, as
+ * Lookups run on the main thread over all 1 M keys (the table, 16 MiB, is far larger than L2, as
  * in production) and over a hot set of 10k. Each tinybench sample is a batch of 1024 lookups; the
  * table prints per-lookup figures. Compare with /work/shared/docs/perf-probe.md §5 (worker figures).
  * Env: BENCH_KEYS (default 1000000), BENCH_TIME ms per task (default 500), BENCH_WARMUP ms per
@@ -18,12 +18,15 @@ import { hash64BytesInto, hash64Into } from '../../../src/routing/hash.ts';
 import {
   SharedTable,
   capacityPow2For,
-  kHeaderCapacity,
-  kHeaderGeneration,
+  kHeaderLines,
   kHeaderWords,
-  kSlotFull,
-  kSlotKeyLo,
-  kSlotWords,
+  kLineFull,
+  kLineKeys,
+  kLineOccShift,
+  kLineOverflowMax,
+  kLineOverflowShift,
+  kLineSlots,
+  kLineWords,
 } from '../../../src/routing/shared-table.ts';
 
 const N = Number(process.env['BENCH_KEYS'] ?? 1_000_000);
@@ -63,7 +66,7 @@ const utf8Start = new Int32Array(N + 1);
 
 // ---- insert / delete rate (manual timing; a filling table does not suit per-sample timing) ----
 // Keys in creation order: in production the key was just decoded, so its string is in cache while
-// its slot (random, by hash) is not; this models that.
+// its line (random, by hash) is not; this models that.
 
 const capacityPow2 = capacityPow2For(N);
 function median(xs: number[]): number {
@@ -72,17 +75,14 @@ function median(xs: number[]): number {
 }
 const insertRates: number[] = [];
 const deleteRates: number[] = [];
-let moving = 0;
 for (let rep = 0; rep < 5; rep++) {
   const t = SharedTable.create(capacityPow2);
   let t0 = performance.now();
   for (let k = 0; k < N; k++) t.set(hitKeys[k]!, k);
   insertRates.push(N / (performance.now() - t0) / 1e3);
-  const gen0 = new Int32Array(t.sab)[kHeaderGeneration]!;
   t0 = performance.now();
   for (let k = 0; k < N; k++) t.delete(hitKeys[k]!);
   deleteRates.push(N / (performance.now() - t0) / 1e3);
-  moving = (new Int32Array(t.sab)[kHeaderGeneration]! - gen0) / 2;
 }
 
 const table = SharedTable.create(capacityPow2);
@@ -90,27 +90,29 @@ for (let i = 0; i < N; i++) table.set(hitKeys[i]!, i);
 const plain = SharedTable.attach(table.sab, { atomicReads: false });
 const atomic = SharedTable.attach(table.sab, { atomicReads: true });
 
-// probe lengths, read from the layout
+// probe lengths in lines (64 B, one cache line each), read from the layout
 function probeStats(): { hit: number; miss: number } {
   const w = new Int32Array(table.sab);
-  const cap = w[kHeaderCapacity]!;
-  const mask = cap - 1;
-  const full = (i: number): boolean => (w[kHeaderWords + i * kSlotWords]! & kSlotFull) !== 0;
+  const lines = w[kHeaderLines]!;
+  const mask = lines - 1;
+  const occ = (l: number): number => (w[kHeaderWords + l * kLineWords]! >>> kLineOccShift) & kLineFull;
+  const ovf = (l: number): number => (w[kHeaderWords + l * kLineWords]! >>> kLineOverflowShift) & kLineOverflowMax;
   let hitSum = 0;
   let hits = 0;
   let missSum = 0;
-  for (let i = 0; i < cap; i++) {
-    if (full(i)) {
-      const home = w[kHeaderWords + i * kSlotWords + kSlotKeyLo]! & mask;
-      hitSum += ((i - home) & mask) + 1;
+  for (let l = 0; l < lines; l++) {
+    for (let k = 0; k < kLineSlots; k++) {
+      if ((occ(l) & (1 << k)) === 0) continue;
+      const home = w[kHeaderWords + l * kLineWords + kLineKeys + 2 * k]! & mask;
+      hitSum += ((l - home) & mask) + 1;
       hits++;
     }
-    // a miss homed at i reads every full slot up to and including the first empty one
+    // a miss homed at line l reads lines up to and including the first one no entry overflowed from
     let n = 1;
-    for (let j = i; full(j); j = (j + 1) & mask) n++;
+    for (let j = l; ovf(j) !== 0; j = (j + 1) & mask) n++;
     missSum += n;
   }
-  return { hit: hitSum / hits, miss: missSum / cap };
+  return { hit: hitSum / hits, miss: missSum / lines };
 }
 const probes = probeStats();
 
@@ -143,9 +145,9 @@ for (let i = 0; i < N; i++) baseline.set(hitKeys[i]!, i);
 
 // ---- lookups ----
 // Keys are visited in allocation order, so the key string (or its bytes) is in cache, as it is for
-// a JID just decoded from a stanza, while its slot is wherever the hash puts it. Two sets: all
-// 1 M keys (every slot access misses cache and TLB: a 32 MiB table against 2 MiB L2; page walks are
-// dear under KVM) and a hot set of the first 10k keys (the active chatters; slots stay in L2).
+// a JID just decoded from a stanza, while its line is wherever the hash puts it. Two sets: all
+// 1 M keys (every line access misses cache and TLB: a 16 MiB table against 2 MiB L2; page walks are
+// dear under KVM) and a hot set of the first 10k keys (the active chatters; lines stay in L2).
 
 const HOT = Math.min(10_000, N);
 let sink = 0;
@@ -233,13 +235,13 @@ await bench.run();
 const mib = (b: number): string => (b / 1048576).toFixed(1);
 console.log(`SharedTable, ${N.toLocaleString('en')} keys, Node ${process.version} ${process.arch}, tinybench ${TIME} ms/task, batches of ${BATCH}`);
 console.log(
-  `capacity 2^${capacityPow2} = ${table.capacity} slots, load ${table.loadFactor.toFixed(3)}, ` +
+  `capacityPow2 ${capacityPow2}: ${table.capacity / kLineSlots} lines of ${kLineSlots} = ${table.capacity} slots, load ${table.loadFactor.toFixed(3)}, ` +
     `SAB ${table.sab.byteLength} B = ${mib(table.sab.byteLength)} MiB (${(table.sab.byteLength / N).toFixed(1)} B/key); ` +
-    `probes/lookup: hit ${probes.hit.toFixed(2)}, miss ${probes.miss.toFixed(2)}`,
+    `lines (64 B) read per lookup: hit ${probes.hit.toFixed(2)}, miss ${probes.miss.toFixed(2)}`,
 );
 console.log(
   `insert ${median(insertRates).toFixed(2)} M/s, delete ${median(deleteRates).toFixed(2)} M/s ` +
-    `(median of 5; ${moving} of ${N} deletes moved entries)`,
+    '(median of 5; entries never move: a delete clears its slot and the overflow counts it raised)',
 );
 console.log(
   gc === undefined

@@ -111,6 +111,85 @@ test('golden bytes: HELLO (any change here is a wire-format change: bump the pro
   );
 });
 
+test('golden bytes: SNAPSHOT with packed sessions (protocol 2; any change here is a wire-format change)', () => {
+  const m: PeerMessage = {
+    type: MsgType.SNAPSHOT,
+    origin: 'n1',
+    incarnation: 5,
+    seq: 7,
+    sessions: [
+      { jid: 'a@b/c', home: 'n1', c2sNode: 'n2', c2s: 'c2s', sm: 'ab01', prio: -1, avail: true, since: 300, c2sId: '12' },
+      { jid: 'd@b/é', home: 'n1', c2sNode: 'n1', c2s: 'c2s', sm: 'S', prio: 5, avail: false, since: 0, c2sId: 'x' },
+    ],
+    names: [{ name: 'sm', kind: 'sm' }],
+  };
+  const packed =
+    '02' + // 2 sessions
+    '03' + '026e31' + '026e32' + '03633273' + // table: 'n1', 'n2', 'c2s'
+    '07' + 'ff' + '00' + '01' + '02' + // avail | sm hex | c2sId number; prio -1; home 'n1', c2sNode 'n2', c2s 'c2s'
+    'ac02' + '0c' + '02ab01' + '056140622f63' + // since 300, c2sId 12, sm 2 bytes ab 01, jid 'a@b/c'
+    '00' + '05' + '00' + '00' + '02' + // no flags; prio 5; 'n1', 'n1', 'c2s'
+    '00' + '0178' + '0153' + '066440622fc3a9'; // since 0, c2sId 'x', sm 'S', jid 'd@b/é'
+  assert.equal(
+    hex(encode(m)),
+    '0000003f' + // frame length 63
+      '96' + '05' + 'a26e31' + '05' + '07' + // [SNAPSHOT, 'n1', 5, 7,
+      'c42e' + packed + // bin8 of 46 bytes,
+      '91' + '92a2736da2736d', // [['sm', 'sm']]]
+  );
+  assert.deepStrictEqual(decode(payloadOf(encode(m))), m);
+});
+
+test('SNAPSHOT: packed on protocol 2, Session arrays on protocol 1; both decode, from either', () => {
+  const sessions: SessionEntry[] = [
+    ...Array.from({ length: 50 }, (_, i) => sess(i)),
+    { jid: `${'ü'.repeat(100)}@d/${'r'.repeat(200)}`, home: 'node1', c2sNode: 'x'.repeat(300), c2s: 'c2s', sm: 'f'.repeat(600), prio: 0, avail: true, since: 2 ** 53 - 1, c2sId: '999999999999999' },
+    { jid: 'd/r', home: 'node1', c2sNode: 'node1', c2s: 'c2s', sm: 'ABCD', prio: 1, avail: false, since: 0, c2sId: '1000000000000000' },
+    { jid: 'e@d/r', home: 'node1', c2sNode: 'node1', c2s: 'c2s', sm: 'abc', prio: 1, avail: false, since: 1, c2sId: '007' },
+  ];
+  const m: PeerMessage = { type: MsgType.SNAPSHOT, origin: 'node1', incarnation: 3, seq: 9, sessions, names: [], more: true };
+  const v2 = payloadOf(encode(m));
+  const v1 = payloadOf(encode(m, 1));
+  // [0x97, 5, 'node1', 3, 9, sessions…]: the sessions start at byte 10
+  assert.equal(v2[10], 0xc5, 'protocol 2: sessions as bin16');
+  assert.equal(v1[10], 0xdc, 'protocol 1: sessions as array16');
+  assert.ok(v2.length < v1.length * 0.8, `packed ${v2.length} B, arrays ${v1.length} B`);
+  // framed by hand, byte for byte what msgpackr writes for the same array
+  assert.ok(Buffer.from(raw.pack(raw.unpack(v2) as unknown[])).equals(v2), 'same bytes as msgpackr');
+  assert.deepStrictEqual(decode(v2), m);
+  assert.deepStrictEqual(decode(v1), m);
+  assert.deepStrictEqual(raw.unpack(v1), [5, 'node1', 3, 9, sessions.map((s) => [s.jid, s.home, s.c2sNode, s.c2s, s.sm, s.prio, s.avail, s.since, s.c2sId]), [], true]);
+  // what protocol 1 refused, packing brings into range
+  const odd = { ...sess(1), prio: 300, since: -5 };
+  const got = decode(payloadOf(encode({ type: MsgType.SNAPSHOT, origin: 'n', incarnation: 1, seq: 1, sessions: [odd, { ...odd, prio: -1000, since: 1.5 }], names: [] })));
+  assert.deepEqual((got as { sessions: SessionEntry[] }).sessions.map((s) => [s.prio, s.since]), [[127, 0], [-128, 1]]);
+});
+
+test('malformed packed sessions: a WireError naming the problem', () => {
+  const good = payloadOf(encode({ type: MsgType.SNAPSHOT, origin: 'n1', incarnation: 1, seq: 2, sessions: [sess(2)], names: [] }));
+  const bin = Buffer.from((raw.unpack(good) as unknown[])[4] as Uint8Array);
+  const snap = (b: Uint8Array): Uint8Array => raw.pack([5, 'n1', 1, 2, b, []]);
+  const cases: [string, RegExp][] = [
+    ['', /^SNAPSHOT\.sessions\.count: truncated$/],
+    ['01', /^SNAPSHOT\.sessions\.nStrings: truncated$/],
+    ['0100', /^SNAPSHOT\.sessions: 1 sessions cannot fit in 0 bytes$/],
+    ['0005', /^SNAPSHOT\.sessions: 5 table strings in 0 bytes$/],
+    ['00ffffffffffffffff01', /^SNAPSHOT\.sessions\.nStrings: varint longer than 8 bytes$/],
+    ['0001036e31', /^SNAPSHOT\.sessions\.table\[0\]: string of 3 bytes runs past the end$/],
+    ['0000ff', /^SNAPSHOT\.sessions: 1 bytes after the last session$/],
+    ['01' + '01' + '00' + '08' + '00' + '000000' + '00' + '00' + '0178' + '0178' + '0178', /^SNAPSHOT\.sessions\[0\]\.flags: unknown bits 0x8$/],
+    ['01' + '01' + '00' + '00' + '00' + '000000' + '00' + '0178' + '0178' + '0178', /^SNAPSHOT\.sessions\[0\]\.home: expected a non-empty string, got string ""$/],
+    ['01' + '01' + '01' + '78' + '00' + '00' + '000100' + '00' + '0178' + '0178' + '0178', /^SNAPSHOT\.sessions\[0\]\.c2sNode: index 1 is not in the table of 1$/],
+    ['01' + '01' + '01' + '78' + '00' + '00' + '000000' + '00' + '0178' + '0178' + '00' + '00', /^SNAPSHOT\.sessions\[0\]\.jid: expected a non-empty string, got string ""$/],
+    ['01' + '01' + '01' + '78' + '00' + '00' + '000000' + 'ffffffffffffff7f' + '0178' + '0178' + '0178', /^SNAPSHOT\.sessions\[0\]\.since: number \d+ is beyond 2\^53$/],
+    ['01' + '01' + '01' + '78' + '02' + '00' + '000000' + '00' + '0178' + '00' + '0178', /^SNAPSHOT\.sessions\[0\]\.sm: 0 bytes of hex id$/],
+  ];
+  for (const [h, re] of cases) rejects(snap(Buffer.from(h, 'hex')), re);
+  // truncations of a valid part anywhere: always a WireError
+  for (let n = 0; n < bin.length; n++) assert.throws(() => decode(snap(bin.subarray(0, n))), WireError, `cut at ${n}`);
+  assert.deepStrictEqual((decode(snap(bin)) as { sessions: SessionEntry[] }).sessions, [sess(2)]);
+});
+
 test('golden bytes: STANZA carries the UTF-8 as binary (bin8/16/32), never as a string', () => {
   const xml = Buffer.from("<route to='sm'><m>é</m></route>");
   assert.equal(hex(encode({ type: MsgType.STANZA, bytes: xml })), '00000024' + '92' + '08' + 'c420' + hex(xml));

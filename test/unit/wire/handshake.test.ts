@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { decode, encode } from '../../../src/wire/codec.ts';
 import { PeerHandshake, authProof, kAuthLabel, type HandshakeOptions, type HandshakeStep } from '../../../src/wire/handshake.ts';
-import { MsgType, type PeerMessage } from '../../../src/wire/messages.ts';
+import { MsgType, kProtocolVersion, type PeerMessage } from '../../../src/wire/messages.ts';
 
 const SECRET = 'correct horse battery staple';
 const kFrameHeader = 4;
@@ -14,7 +14,7 @@ function hs(self: string, over: Partial<HandshakeOptions> = {}): PeerHandshake {
     incarnation: self === 'A' ? 1000 : 2000,
     secret: SECRET,
     allowedPeers: new Set(['A', 'B', 'C'].filter((n) => n !== self)),
-    version: 1,
+    version: kProtocolVersion,
     ...over,
   });
 }
@@ -35,13 +35,13 @@ interface Side {
  * order, until neither has anything in flight. A side stops reading once it is done or failed
  * (the link takes over, or closes).
  */
-function connect(a: PeerHandshake, b: PeerHandshake): { a: Side; b: Side } {
+function connect(a: PeerHandshake, b: PeerHandshake, bHello: Partial<Extract<PeerMessage, { type: 1 }>> = {}): { a: Side; b: Side } {
   const A: Side = { hs: a, sent: [] };
   const B: Side = { hs: b, sent: [] };
   const toA: PeerMessage[] = [];
   const toB: PeerMessage[] = [];
   for (const m of a.start()) (A.sent.push(m), toB.push(wire(m)));
-  for (const m of b.start()) (B.sent.push(m), toA.push(wire(m)));
+  for (const m of b.start()) (B.sent.push(m), toA.push(wire(m.type === MsgType.HELLO ? { ...m, ...bHello } : m)));
   const deliver = (side: Side, queue: PeerMessage[], out: PeerMessage[]): boolean => {
     const m = queue.shift();
     if (m === undefined) return false;
@@ -82,8 +82,8 @@ test('success: HELLO, AUTH, AUTH_OK both ways; both done with the other side fac
   const { a, b } = connect(hs('A', { expectPeer: 'B', caps: ['snap'] }), hs('B'));
   assert.equal(a.fail, undefined);
   assert.equal(b.fail, undefined);
-  assert.deepEqual(a.done, { peer: 'B', peerIncarnation: 2000, caps: [], version: 1 });
-  assert.deepEqual(b.done, { peer: 'A', peerIncarnation: 1000, caps: ['snap'], version: 1 });
+  assert.deepEqual(a.done, { peer: 'B', peerIncarnation: 2000, caps: [], version: 2 });
+  assert.deepEqual(b.done, { peer: 'A', peerIncarnation: 1000, caps: ['snap'], version: 2 });
   assert.deepEqual(a.sent.map((m) => m.type), [MsgType.HELLO, MsgType.AUTH, MsgType.AUTH_OK]);
   assert.deepEqual(b.sent.map((m) => m.type), [MsgType.HELLO, MsgType.AUTH, MsgType.AUTH_OK]);
   assert.equal(a.hs.state, 'done');
@@ -163,8 +163,8 @@ test('reflection: our own AUTH (or HELLO) echoed back fails', () => {
 test('version mismatch: refused with both ranges; the other side learns why', () => {
   const a = hs('A', { expectPeer: 'B' });
   const [hello] = a.start() as [Extract<PeerMessage, { type: 1 }>];
-  const r = a.receive(wire({ ...hello, node: 'B', version: 3, minVersion: 2, nonce: Buffer.alloc(32, 9) }));
-  assert.equal(r.fail, "peer protocol version mismatch: peer 'B' speaks 2..3, node 'A' speaks 1..1");
+  const r = a.receive(wire({ ...hello, node: 'B', version: 4, minVersion: 3, nonce: Buffer.alloc(32, 9) }));
+  assert.equal(r.fail, "peer protocol version mismatch: peer 'B' speaks 3..4, node 'A' speaks 1..2");
   assert.deepEqual(r.send, [{ type: MsgType.AUTH_FAIL, reason: r.fail }]);
   // a newer peer that still speaks 1 is fine
   const a2 = hs('A');
@@ -176,6 +176,10 @@ test('version mismatch: refused with both ranges; the other side learns why', ()
   const a3 = hs('A');
   a3.start();
   assert.match(a3.receive(wire({ ...hello, node: 'B', version: 1, minVersion: 2, nonce: Buffer.alloc(32, 9) })).fail ?? '', /version mismatch: peer 'B' speaks 2\.\.1/);
+  // a peer of version 1 (SNAPSHOT sessions as arrays): the link runs at 1
+  const { a: c } = connect(hs('C', { expectPeer: 'A' }), hs('A'), { version: 1, minVersion: 1 });
+  assert.equal(c.fail, undefined);
+  assert.equal(c.done?.version, 1);
   // the receiving side of the AUTH_FAIL fails with the reason
   const b = hs('B');
   b.start();
