@@ -79,7 +79,7 @@ export async function waitForQuiet(ctx: BenchContext, label: string, maxMs: numb
   return { foreignCores: Number(f.toFixed(2)), waitedMs };
 }
 
-export async function measure(ctx: BenchContext, label: string, flows: Flow[], cpu: CpuSource, withHalfPeak: boolean, pinning: Pinning | null = null): Promise<Measurement> {
+export async function measure(ctx: BenchContext, label: string, flows: Flow[], cpu: CpuSource, withHalfPeak: boolean, pinning: Pinning | null = null, withFixed = withHalfPeak): Promise<Measurement> {
   const p = params(ctx.quick);
   const quietness = await waitForQuiet(ctx, label, ctx.quick ? 0 : 20_000);
   ctx.progress(`${label}: latency, one route in flight (${p.pings} routes)`);
@@ -94,11 +94,13 @@ export async function measure(ctx: BenchContext, label: string, flows: Flow[], c
   ctx.progress(`${label}: ${Math.round(pk.stanzasPerSec).toLocaleString('en')} routes/s, ${pk.cpuSecPerMillion.toFixed(2)} CPU s per million, measured process ${(pk.targetCores * 100).toFixed(0)} % of a core, generator ${(pk.genCores * 100).toFixed(0)} %, other processes ${(pk.foreignCores * 100).toFixed(0)} %, irq ${(pk.irqCores * 100).toFixed(0)} %, steal ${(pk.stealCores * 100).toFixed(0)} %`);
   let halfPeak: PacedResult | null = null;
   let atFixedRate: PacedResult | null = null;
-  if (withHalfPeak) {
+  if (withFixed) {
     const fixed = fixedRate(ctx.quick);
     ctx.progress(`${label}: latency at a fixed ${fixed.toLocaleString('en')} routes/s for ${p.pacedMs} ms`);
     atFixedRate = await paced(flows, fixed, p.pacedWarmupMs, p.pacedMs, cpu.now);
     ctx.progress(`${label}: at ${fixed.toLocaleString('en')} routes/s p50 ${atFixedRate.p50Us} µs, p99 ${atFixedRate.p99Us} µs (measured process ${(atFixedRate.targetCores * 100).toFixed(0)} % of a core, other processes ${(atFixedRate.foreignCores * 100).toFixed(0)} %)`);
+  }
+  if (withHalfPeak) {
     const rate = pk.stanzasPerSec / 2;
     ctx.progress(`${label}: latency at half of peak (${Math.round(rate).toLocaleString('en')} routes/s for ${p.pacedMs} ms)`);
     halfPeak = await paced(flows, rate, p.pacedWarmupMs, p.pacedMs, cpu.now);

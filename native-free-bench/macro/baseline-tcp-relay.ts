@@ -62,7 +62,7 @@ async function relay(ctx: BenchContext): Promise<Record<string, unknown>> {
     const r = await accepted;
     eps.push(r);
     const c = child;
-    const m = await measure(ctx, 'byte relay', [flow('router→sm', r, sm, routerToSm()), flow('sm→router', sm, r, smToRouter())], { now: () => procCpuSeconds(c.pid), exact: () => c.cpuSeconds() }, false, pinning);
+    const m = await measure(ctx, 'byte relay', [flow('router→sm', r, sm, routerToSm()), flow('sm→router', sm, r, smToRouter())], { now: () => procCpuSeconds(c.pid), exact: () => c.cpuSeconds() }, false, pinning, true);
     const capacityPerSec = m.peak.targetCores > 0 ? m.peak.stanzasPerSec / Math.min(1, m.peak.targetCores) : m.peak.stanzasPerSec;
     return { pinned: pinning.pinned, placement: pinning.describe(), guard: child.ready['guard'], ...m, capacityPerSec };
   } finally {
