@@ -1,7 +1,8 @@
 /**
  * (main) The cluster routing table: every session in the cluster (full JID → home node, c2s
- * node, sm session id, priority, availability), a bare-JID index giving each user's home node,
- * and the names (sm ids, clustered domains, router components) each node serves.
+ * node, priority, availability; sm session id and c2s id where this node can use them, see
+ * below), a bare-JID index giving each user's home node, and the names (sm ids, clustered
+ * domains, router components) each node serves.
  *
  * Each node writes only its own entries (sessions hosted by its sm, names it serves) and
  * replicates them: a snapshot when a peer link comes up, deltas after, with per-origin
@@ -11,9 +12,17 @@
  *
  * Storage. Own sessions (the few hosted by our sm) are `SessionEntry` objects in Maps. Remote
  * sessions (nearly all of a large cluster) live in `RemoteSessions`: one byte arena of packed
- * records (about 55 B for a typical session) chained per bare JID from a bucket array, with no
- * object per session; the methods that return `SessionEntry`s build them on demand.
+ * records (about 29 B for a typical session, 52 B with its sm and c2s ids: see below) chained
+ * per bare JID from a bucket array, with no object per session; the methods that return
+ * `SessionEntry`s build them on demand.
  * docs/internals/routing-table.md ("The cluster table") describes the record layout.
+ *
+ * A node keeps what it can act on. A session's `sm` id and `c2sId` are only ever used to
+ * address the sm and the c2s in session control (ending a session, telling a c2s its session
+ * ended); this node sends that for its own sessions and for sessions whose client connection is
+ * on its own c2s (`c2sNode === self`), never for another node's session whose client is on
+ * another node. So a remote session whose c2sNode is not this node is stored without them: the
+ * table returns it with `sm: ''` and `c2sId: ''` (every other field exactly as received).
  */
 import { hash64BytesInto } from '../routing/hash.ts';
 import { SharedTable } from '../routing/shared-table.ts';
@@ -65,6 +74,12 @@ const kHasAt = 32;
 const kHasSlash = 64;
 /** sm is 40 lowercase hex digits (jabberd2's session ids): its 20 bytes, no length */
 const kSm20 = 128;
+/**
+ * kSm20 without kSmHex (a combination kSm20 never takes otherwise): neither c2sId nor sm is
+ * stored, as the session's client is not on this node's c2s (they read as '').
+ */
+const kNoIds = kSm20;
+const kIdsMask = kSmHex | kSm20;
 
 /** Interned domains and (home, c2sNode, c2s) triples beyond these counts are stored inline. */
 const kMaxDomains = 1024;
@@ -158,6 +173,8 @@ interface ScanResult {
  *            varint t: t > 0: interned (home, c2sNode, c2s) t - 1; t = 0: varint home (node
  *              index), then c2sNode and c2s as varint n, n bytes
  *            since: zigzag varint of (since - base), or [kSinceF64] 8 bytes
+ *            [only when c2sNode is this node (`self`); else flags has kNoIds (kSm20 without
+ *            kSmHex) and the record ends here:]
  *            c2sId: [kC2sIdNum] varint number, else varint n, n bytes
  *            sm: [kSm20] 20 bytes; else varint n, n bytes (the hex digits' bytes when kSmHex)
  *
@@ -207,7 +224,11 @@ class RemoteSessions {
 
   readonly res: ScanResult = { ref: kNil, prev: kNil, bestSince: 0, bestHome: -1 };
 
-  constructor(readonly nodes: readonly string[]) {
+  /**
+   * nodes: node names by index (shared with the ClusterTable); self: this node's name (sessions
+   * whose client is on another node's c2s are stored without their c2sId and sm).
+   */
+  constructor(readonly nodes: readonly string[], private readonly self: string) {
     this.base = Date.now();
     this.buf = Buffer.from(new ArrayBuffer(kMinArena));
     this.heads = new Int32Array(kMinBuckets).fill(kNil);
@@ -539,21 +560,24 @@ class RemoteSessions {
       gScratchF64[0] = s.since;
       for (let i = 0; i < 8; i++) b[o++] = gScratchF64Bytes[i]!;
     }
-    const id = decimalValue(s.c2sId);
-    if (id >= 0) {
-      flags |= kC2sIdNum;
-      o = putVarint(b, o, id);
-    } else o = this.putString(o, s.c2sId);
-    const smEnd = putLowerHex(b, o, s.sm);
-    if (smEnd < 0) o = this.putString(o, s.sm);
-    else if (smEnd - o === 21) {
-      // 20 bytes after a varint length of one byte: drop the length
-      flags |= kSmHex | kSm20;
-      b.copyWithin(o, o + 1, smEnd);
-      o = smEnd - 1;
-    } else {
-      flags |= kSmHex;
-      o = smEnd;
+    if (s.c2sNode !== this.self) flags |= kNoIds; // the ids are of no use here: not stored
+    else {
+      const id = decimalValue(s.c2sId);
+      if (id >= 0) {
+        flags |= kC2sIdNum;
+        o = putVarint(b, o, id);
+      } else o = this.putString(o, s.c2sId);
+      const smEnd = putLowerHex(b, o, s.sm);
+      if (smEnd < 0) o = this.putString(o, s.sm);
+      else if (smEnd - o === 21) {
+        // 20 bytes after a varint length of one byte: drop the length
+        flags |= kSmHex | kSm20;
+        b.copyWithin(o, o + 1, smEnd);
+        o = smEnd - 1;
+      } else {
+        flags |= kSmHex;
+        o = smEnd;
+      }
     }
     b[p + 4] = flags;
     b[p + 5] = s.prio;
@@ -633,6 +657,7 @@ class RemoteSessions {
     const flags = b[p + 4]!;
     this.homeAt(this.jidParts(p));
     let o = (flags & kSinceF64) !== 0 ? gPos + 8 : skipVarint(b, gPos);
+    if ((flags & kIdsMask) === kNoIds) return o;
     o = (flags & kC2sIdNum) !== 0 ? skipVarint(b, o) : this.skipString(o);
     return (flags & kSm20) !== 0 ? o + 20 : this.skipString(o);
   }
@@ -642,7 +667,7 @@ class RemoteSessions {
     return this.homeAt(this.jidParts(p));
   }
 
-  /** Record p as a SessionEntry. */
+  /** Record p as a SessionEntry (sm and c2sId '' when the record has kNoIds). */
   entry(p: number): SessionEntry {
     const b = this.buf;
     const flags = b[p + 4]!;
@@ -665,21 +690,19 @@ class RemoteSessions {
       c2s = this.getString(gPos);
     }
     const since = this.sinceAt(p, gPos);
-    let o = gPos;
-    let c2sId: string;
-    if ((flags & kC2sIdNum) !== 0) {
-      c2sId = String(getVarint(b, o));
+    let c2sId = '';
+    let sm = '';
+    if ((flags & kIdsMask) !== kNoIds) {
+      let o = gPos;
+      if ((flags & kC2sIdNum) !== 0) c2sId = String(getVarint(b, o));
+      else c2sId = this.getString(o);
       o = gPos;
-    } else {
-      c2sId = this.getString(o);
-      o = gPos;
+      if ((flags & kSm20) !== 0) sm = hexOf(b, o, 20);
+      else if ((flags & kSmHex) !== 0) {
+        const len = getVarint(b, o);
+        sm = hexOf(b, gPos, len);
+      } else sm = this.getString(o);
     }
-    let sm: string;
-    if ((flags & kSm20) !== 0) sm = hexOf(b, o, 20);
-    else if ((flags & kSmHex) !== 0) {
-      const len = getVarint(b, o);
-      sm = hexOf(b, gPos, len);
-    } else sm = this.getString(o);
     return { jid, home: this.nodes[home]!, c2sNode, c2s, sm, prio: (b[p + 5]! << 24) >> 24, avail: (flags & kAvail) !== 0, since, c2sId };
   }
 
@@ -810,6 +833,12 @@ function pow2AtLeast(n: number): number {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Sessions returned by the queries below (sessionsOf, session, allSessions, dropOrigin): own
+ * sessions as added; a remote session (hosted by another node's sm) with every field as its node
+ * sent it, except that `sm` and `c2sId` are '' unless its client connection is on this node's
+ * c2s (`c2sNode === self`): a node keeps what it can act on (see the file header).
+ */
 export class ClusterTable {
   private readonly origins = new Map<string, Origin>();
   /** own sessions by full JID */
@@ -833,7 +862,7 @@ export class ClusterTable {
    */
   constructor(readonly self: string, readonly incarnation: number, private readonly events: TableEvents, capacityPow2 = 22) {
     this.shared = SharedTable.create(capacityPow2);
-    this.remote = new RemoteSessions(this.nodes);
+    this.remote = new RemoteSessions(this.nodes, self);
     this.origins.set(self, { incarnation, seq: 0, names: new Map(), count: 0 });
     this.indexOf(self);
   }
@@ -865,6 +894,7 @@ export class ClusterTable {
     return v === undefined ? undefined : this.nodes[v];
   }
 
+  /** The user's sessions, own and remote (remote ones: sm and c2sId '' unless c2sNode is self). */
   sessionsOf(bare: string): SessionEntry[] {
     const out = [...(this.ownByBare.get(bare) ?? [])];
     if (this.remote.count > 0) {
@@ -874,6 +904,7 @@ export class ClusterTable {
     return out;
   }
 
+  /** The session of a full JID (a remote one: sm and c2sId '' unless c2sNode is self). */
   session(full: string): SessionEntry | undefined {
     const s = this.ownSessions.get(full);
     if (s !== undefined || this.remote.count === 0) return s;
@@ -921,6 +952,7 @@ export class ClusterTable {
     return this.ownSessions.size + this.remote.count;
   }
 
+  /** Every session, own and remote (remote ones: sm and c2sId '' unless c2sNode is self). */
   allSessions(): SessionEntry[] {
     const out = [...this.ownSessions.values()];
     this.remote.forEach((p) => out.push(this.remote.entry(p)));
@@ -1005,7 +1037,10 @@ export class ClusterTable {
 
   // ---- remote changes --------------------------------------------------------------------
 
-  /** Replace everything known of `origin` with a snapshot. */
+  /**
+   * Replace everything known of `origin` with a snapshot. Its sessions are stored without sm and
+   * c2sId unless their client is on our c2s (as are sessions added by applyDelta).
+   */
   applySnapshot(origin: string, incarnation: number, seq: number, sessions: SessionEntry[], names: NameEntry[]): void {
     if (origin === this.self) return;
     const old = this.origins.get(origin);
@@ -1090,7 +1125,11 @@ export class ClusterTable {
     return true;
   }
 
-  /** Forget everything of a node (its link is gone for good, or it said goodbye). */
+  /**
+   * Forget everything of a node (its link is gone for good, or it said goodbye). Returns its
+   * sessions (sm and c2sId '' unless their client was on our c2s: those are the ones whose
+   * clients this node ends).
+   */
   dropOrigin(origin: string): SessionEntry[] {
     if (origin === this.self) return [];
     const o = this.origins.get(origin);

@@ -4,7 +4,8 @@
  * implementation before the packed store), under seeded random operations with awkward values
  * (non-ASCII JIDs, JIDs without a local part or a resource, ids that pack and ids that do not,
  * extreme times and priorities), plus the store's own mechanics: growth, compaction, intern caps,
- * a full shared index, memory per session.
+ * a full shared index, memory per session. A remote session keeps its sm and c2sId only when its
+ * client is on this node's c2s (c2sNode === self); otherwise they read as '' (`seen`).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -18,6 +19,12 @@ function testSeed(): number {
 }
 
 type Ev = string;
+
+/**
+ * A session as a table on node `self` returns it when it came from another node: sm and c2sId
+ * are kept only when the client is on self's c2s ("a node keeps what it can act on").
+ */
+const seen = (self: string, s: SessionEntry): SessionEntry => (s.c2sNode === self ? s : { ...s, sm: '', c2sId: '' });
 
 function recorder(out: Ev[]): TableEvents {
   return {
@@ -60,7 +67,7 @@ class Model {
     this.origins.set(origin, fresh);
     for (const s of sessions) {
       if (s.home !== origin) this.ev.onForeignEntry(origin, s);
-      else fresh.sessions.set(s.jid, s);
+      else fresh.sessions.set(s.jid, seen(this.self, s));
     }
     const oldNames = old?.names ?? new Map<string, NameEntry>();
     for (const n of names) fresh.names.set(n.name, n);
@@ -80,7 +87,7 @@ class Model {
     for (const op of ops) {
       if (op.op === 'sess+') {
         if (op.s.home !== origin) this.ev.onForeignEntry(origin, op.s);
-        else o.sessions.set(op.s.jid, op.s);
+        else o.sessions.set(op.s.jid, seen(this.self, op.s));
       } else if (op.op === 'sess-') o.sessions.delete(op.jid);
       else if (op.op === 'name+') {
         const was = o.names.get(op.n.name);
@@ -238,8 +245,7 @@ test('random operations against the Map model: same homes, sessions, counts and 
   assert.deepEqual(canon(table.snapshot().sessions), canon([...model.origins.get('n1')!.sessions.values()]));
 });
 
-test('sessions come back exactly as stored: every field, edge values included', () => {
-  const t = new ClusterTable('n1', 1, recorder([]));
+test('sessions come back exactly as stored: every field, edge values included (sm and c2sId: when the client is on self)', () => {
   const sessions: SessionEntry[] = [
     { jid: 'a@b/c', home: 'n2', c2sNode: 'n2', c2s: 'c2s', sm: 'ff'.repeat(20), prio: -128, avail: false, since: 0, c2sId: '0' },
     { jid: 'b@b', home: 'n2', c2sNode: 'n3', c2s: 'c2s', sm: 'FF00', prio: 127, avail: true, since: 2 ** 53 - 1, c2sId: '007' },
@@ -247,18 +253,99 @@ test('sessions come back exactly as stored: every field, edge values included', 
     { jid: 'ü@ü.test/🎉', home: 'n2', c2sNode: 'n2', c2s: 'c2s', sm: 'sm ü', prio: 5, avail: true, since: Date.now(), c2sId: '1000000000000000' },
     { jid: `${'l'.repeat(300)}@${'d'.repeat(300)}/${'r'.repeat(300)}`, home: 'n2', c2sNode: 'x'.repeat(200), c2s: 'y'.repeat(200), sm: '0'.repeat(600), prio: 1, avail: true, since: -5, c2sId: 'z'.repeat(200) },
     { jid: 'a@b/c/d@e', home: 'n2', c2sNode: 'n2', c2s: 'c2s', sm: 'x', prio: 1, avail: true, since: 7, c2sId: '-1' },
+    { jid: 'c@b/c', home: 'n2', c2sNode: 'n3', c2s: 'c2s', sm: '', prio: 0, avail: true, since: 8, c2sId: '' },
   ];
-  t.applySnapshot('n2', 1, 0, sessions, []);
-  for (const s of sessions) assert.deepStrictEqual(t.session(s.jid), s);
-  assert.deepStrictEqual(canon(t.sessionsOf('a@b')), canon([sessions[0]!, sessions[5]!]));
-  assert.deepStrictEqual(t.sessionsOf('example.test'), [sessions[2]!]);
-  assert.equal(t.homeOf('ü@ü.test'), 'n2');
-  assert.equal(t.homeOf('a@b'), 'n2');
-  assert.equal(t.session('a@b/c/d'), undefined);
-  assert.equal(t.session('a@b'), undefined);
-  assert.deepStrictEqual(canon(t.dropOrigin('n2')), canon(sessions));
-  assert.equal(t.homeOf('a@b'), undefined);
+  // as seen from nodes whose c2s holds some of these clients (each set of ids packed another way) or none
+  for (const self of ['n1', 'n3', 'x'.repeat(200), 'n9']) {
+    const t = new ClusterTable(self, 1, recorder([]));
+    const want = sessions.map((s) => seen(self, s));
+    t.applySnapshot('n2', 1, 0, sessions, []);
+    for (const s of want) assert.deepStrictEqual(t.session(s.jid), s, `self ${self.slice(0, 9)}: ${s.jid.slice(0, 20)}`);
+    assert.deepStrictEqual(canon(t.sessionsOf('a@b')), canon([want[0]!, want[5]!]));
+    assert.deepStrictEqual(t.sessionsOf('example.test'), [want[2]!]);
+    assert.deepStrictEqual(canon(t.allSessions()), canon(want));
+    assert.equal(t.homeOf('ü@ü.test'), 'n2');
+    assert.equal(t.homeOf('a@b'), 'n2');
+    assert.equal(t.session('a@b/c/d'), undefined);
+    assert.equal(t.session('a@b'), undefined);
+    assert.deepStrictEqual(canon(t.dropOrigin('n2')), canon(want));
+    assert.equal(t.homeOf('a@b'), undefined);
+    assert.equal(t.sessionCount(), 0);
+  }
+});
+
+test('a node keeps what it can act on: sm and c2sId only for remote sessions whose client is on its c2s', () => {
+  const ev: Ev[] = [];
+  const t = new ClusterTable('n1', 1, recorder(ev));
+  const hex = (i: number): string => (0x1234567 * (i + 1)).toString(16).padStart(40, 'a');
+  const mk = (r: string, c2sNode: string, o: Partial<SessionEntry> = {}): SessionEntry =>
+    ({ jid: `ü@example.test/${r}`, home: 'n2', c2sNode, c2s: 'c2s', sm: hex(r.length), prio: -3, avail: true, since: 1_700_000_000_123, c2sId: '4711', ...o });
+  const here = mk('here', 'n1', { c2s: 'c2s2', prio: 7 });
+  const hereOdd = mk('here-odd', 'n1', { sm: 'Sm ü', c2sId: 'c2s-id ü', avail: false, since: 1.5 });
+  const there = mk('there', 'n2', { prio: 127, avail: false, since: 1_700_000_000_000 });
+  const third = mk('third', 'n3', { c2s: 'ç2s', sm: 'sm ü', c2sId: '007', prio: -128, since: 2 ** 53 - 1 });
+  const bare = 'ü@example.test';
+  t.applySnapshot('n2', 1, 0, [here, hereOdd, there, third], []);
+  // the client on our c2s: exactly as sent, ids included
+  assert.deepStrictEqual(t.session(here.jid), here);
+  assert.deepStrictEqual(t.session(hereOdd.jid), hereOdd);
+  // the client elsewhere: '' for both ids, every other field unchanged
+  for (const s of [there, third]) {
+    const got = t.session(s.jid)!;
+    assert.equal(got.sm, '');
+    assert.equal(got.c2sId, '');
+    assert.deepStrictEqual({ ...got, sm: s.sm, c2sId: s.c2sId }, s);
+  }
+  assert.deepStrictEqual(canon(t.sessionsOf(bare)), canon([here, hereOdd, seen('n1', there), seen('n1', third)]));
+  assert.deepStrictEqual(canon(t.allSessions()), canon([here, hereOdd, seen('n1', there), seen('n1', third)]));
+  assert.equal(t.homeOf(bare), 'n2');
+  assert.equal(t.sessionCount('n2'), 4);
+  // deltas: sess+ (new, and replacing one with its client now elsewhere / now here), sess-, sess- lost
+  const moved = { ...here, c2sNode: 'n3', prio: 1 };
+  const back = { ...there, c2sNode: 'n1', c2sId: '99', sm: hex(1) };
+  const added = mk('added', 'n1', { c2sId: '1000000000000000' });
+  const addedElsewhere = mk('added-elsewhere', 'n4');
+  assert.ok(t.applyDelta('n2', 1, 1, [{ op: 'sess+', s: moved }, { op: 'sess+', s: back }, { op: 'sess+', s: added }, { op: 'sess+', s: addedElsewhere }]));
+  assert.deepStrictEqual(t.session(here.jid), seen('n1', moved));
+  assert.equal(t.session(here.jid)!.sm, '');
+  assert.deepStrictEqual(t.session(there.jid), back);
+  assert.deepStrictEqual(t.session(added.jid), added);
+  assert.deepStrictEqual(t.session(addedElsewhere.jid), { ...addedElsewhere, sm: '', c2sId: '' });
+  assert.equal(t.sessionCount('n2'), 6);
+  assert.ok(t.applyDelta('n2', 1, 2, [{ op: 'sess-', jid: third.jid }, { op: 'sess-', jid: added.jid, lost: true }, { op: 'sess-', jid: 'nobody@example.test/x', lost: true }]));
+  assert.equal(t.session(third.jid), undefined);
+  assert.equal(t.session(added.jid), undefined);
+  assert.equal(t.sessionCount('n2'), 4);
+  assert.deepStrictEqual(canon(t.sessionsOf(bare)), canon([seen('n1', moved), hereOdd, back, seen('n1', addedElsewhere)]));
+  assert.equal(t.homeOf(bare), 'n2');
+  // a new snapshot replaces it all; the loss of the node returns what is kept, as it is kept
+  t.applySnapshot('n2', 1, 3, [there, hereOdd, third], []);
+  assert.deepStrictEqual(canon(t.allSessions()), canon([seen('n1', there), hereOdd, seen('n1', third)]));
+  const lost = t.dropOrigin('n2');
+  assert.deepStrictEqual(canon(lost), canon([seen('n1', there), hereOdd, seen('n1', third)]));
+  // the clients a node ends when their sessions' node is lost (ClusterRouter.onPeerDown) have their ids
+  assert.deepStrictEqual(lost.filter((s) => s.c2sNode === 'n1'), [hereOdd]);
+  assert.equal(t.homeOf(bare), undefined);
   assert.equal(t.sessionCount(), 0);
+  assert.deepEqual(ev, []);
+});
+
+test('a remote session whose client is elsewhere takes over 20 bytes less (a jabberd2 sm id and a c2s id)', () => {
+  const t0 = Date.now() - 86_400_000;
+  const mk = (i: number, c2sNode: string): SessionEntry => ({
+    jid: `user${String(i).padStart(7, '0')}@example.test/res${i % 10}`, home: 'n2', c2sNode, c2s: 'c2s',
+    sm: `${String(i).padStart(7, '0')}0123456789abcdef0123456789abcdef0`, prio: i % 5, avail: true, since: t0 + i, c2sId: String(i % 100_000),
+  });
+  const n = 20_000;
+  const bytes = (c2sNode: string): number => {
+    const t = new ClusterTable('n1', 1, recorder([]), 16);
+    t.applySnapshot('n2', 1, 0, Array.from({ length: n }, (_, i) => mk(i, c2sNode)), []);
+    assert.deepStrictEqual(t.session(mk(n - 1, c2sNode).jid), seen('n1', mk(n - 1, c2sNode)));
+    return t.remoteBytes;
+  };
+  const here = bytes('n1');
+  const there = bytes('n2');
+  assert.ok(here - there >= 20 * n, `client here: ${here} B, elsewhere: ${there} B for ${n} sessions`);
 });
 
 test('many sessions: the store grows, compacts after mass removal, and keeps answering', () => {
@@ -266,7 +353,7 @@ test('many sessions: the store grows, compacts after mass removal, and keeps ans
   const mk = (i: number, home: string): SessionEntry => ({
     jid: `user${i}@example.test/r${i % 3}`,
     home,
-    c2sNode: home,
+    c2sNode: i % 3 === 0 ? home : 'n1', // records with and without ids, interleaved (most with: the removals below must fill 1 MiB to compact)
     c2s: 'c2s',
     sm: (i * 2654435761 >>> 0).toString(16).padStart(40, '0'),
     prio: i % 7,
@@ -294,14 +381,14 @@ test('many sessions: the store grows, compacts after mass removal, and keeps ans
   assert.equal(t.homeOf('user29999@example.test'), 'n2');
   assert.equal(t.homeOf('user25000@example.test'), undefined);
   for (let i = 0; i < 30_000; i += 7) {
-    const want = i >= 28_000 ? [mk(i, 'n2')] : [];
-    if (i < 20_000) want.push(mk(i, 'n3'));
+    const want = i >= 28_000 ? [seen('n1', mk(i, 'n2'))] : [];
+    if (i < 20_000) want.push(seen('n1', mk(i, 'n3')));
     assert.deepStrictEqual(canon(t.sessionsOf(`user${i}@example.test`)), canon(want), `user${i}`);
   }
   // re-snapshot of n3 (replaces it), then the loss of n2
   t.applySnapshot('n3', 1, 1, b.slice(0, 100), []);
   assert.equal(t.sessionCount('n3'), 100);
-  assert.equal(t.dropOrigin('n2').length, 2000);
+  assert.deepStrictEqual(canon(t.dropOrigin('n2')), canon(a.slice(28_000).map((x) => seen('n1', x))));
   assert.equal(t.sessionCount(), 100);
   assert.equal(t.homeOf('user99@example.test'), 'n3');
   assert.equal(t.homeOf('user100@example.test'), undefined);
@@ -330,7 +417,6 @@ test('own sessions decide the home against remote ones; the oldest wins, ties go
 });
 
 test('interned domains and c2s names are capped: past the caps they are stored inline', () => {
-  const t = new ClusterTable('n1', 1, recorder([]), 16);
   const sessions = Array.from({ length: 6000 }, (_, i): SessionEntry => ({
     jid: `u${i}@d${i % 1500}.test/r`,
     home: 'n2',
@@ -342,9 +428,13 @@ test('interned domains and c2s names are capped: past the caps they are stored i
     since: i,
     c2sId: String(i),
   }));
-  t.applySnapshot('n2', 1, 0, sessions, []);
-  for (const s of sessions) assert.deepStrictEqual(t.session(s.jid), s);
-  assert.equal(t.homeOf('u5999@d1499.test'), 'n2');
+  // self's c2s holds no client, one whose triple is interned, one whose triple is inline
+  for (const self of ['n1', 'node7', 'node5999']) {
+    const t = new ClusterTable(self, 1, recorder([]), 16);
+    t.applySnapshot('n2', 1, 0, sessions, []);
+    for (const s of sessions) assert.deepStrictEqual(t.session(s.jid), seen(self, s));
+    assert.equal(t.homeOf('u5999@d1499.test'), 'n2');
+  }
 });
 
 test('a full shared index: onIndexFull, and the home is recorded again once there is room', () => {
