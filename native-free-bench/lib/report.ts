@@ -6,7 +6,15 @@
 /* The parts of the results this module reads (everything else passes through untouched). */
 export interface LatencyS { p50Us: number; p99Us: number }
 export interface PeakS { stanzasPerSec: number; mbPerSec: number; cpuSecPerMillion: number; targetCores: number; genCores: number; foreignCores: number }
-export interface NodeRun { workers: number; skipped?: string; pinned?: boolean; placement?: string; latency1?: LatencyS; peak?: PeakS; halfPeak?: (LatencyS & { targetPerSec: number; achievedPerSec: number; inFlightAtEnd: number }) | null }
+export type PacedS = LatencyS & { targetPerSec: number; achievedPerSec: number; inFlightAtEnd: number };
+export interface NodeRun {
+  workers: number; skipped?: string; pinned?: boolean; placement?: string; latency1?: LatencyS;
+  /** one route in flight, the generator on the measured process's CPU (older results: absent) */
+  latency1SameCore?: LatencyS | null;
+  peak?: PeakS; halfPeak?: PacedS | null;
+  /** at one fixed load for every target (older results: absent) */
+  atFixedRate?: PacedS | null;
+}
 export interface Results {
   label: string;
   quick: boolean;
@@ -21,16 +29,44 @@ export interface Results {
       singleNode: NodeRun[] | { error: string };
       twoNodes: NodeRun[] | { error: string };
       baselines: {
-        byteRelay: ({ latency1: LatencyS; peak: PeakS; capacityPerSec: number; pinned: boolean } & Record<string, unknown>) | { error: string };
+        byteRelay: ({ latency1: LatencyS; latency1SameCore?: LatencyS | null; peak: PeakS; capacityPerSec: number; pinned: boolean } & Record<string, unknown>) | { error: string };
         directPath: ({ latency1: LatencyS; paced?: { rate: number; p50Us: number; p99Us: number }[] } & Record<string, unknown>) | { error: string };
-        jabberd2Router: ({ latency1: LatencyS; peak: PeakS; halfPeak: NodeRun['halfPeak']; pinned: boolean; version: string } & Record<string, unknown>) | { error: string };
+        jabberd2Router: ({ latency1: LatencyS; latency1SameCore?: LatencyS | null; peak: PeakS; halfPeak: NodeRun['halfPeak']; atFixedRate?: PacedS | null; pinned: boolean; version: string } & Record<string, unknown>) | { error: string };
       };
-      endToEnd: Record<string, unknown>;
+      endToEnd: EndToEnd;
     };
     routeTable: Record<string, unknown>;
   };
   targets?: Target[];
   errors: string[];
+}
+
+/** (d) end to end through real jabberd2 (macro/end-to-end.ts); older results carry only `status`. */
+export interface E2eRunS {
+  setup: 'plain' | 'node' | 'cluster';
+  label: string;
+  workers: number | null;
+  skipped?: string;
+  error?: string;
+  latency1?: LatencyS & { stoppedAfterMs?: number };
+  saturation?: { msgsPerSec: number; cpuSecPerMillion: number; serverCores: number; clientCores: number; foreignCores: number; busiest: string; underLoad: LatencyS; drained: boolean };
+  bounces?: number;
+}
+export interface EndToEnd {
+  status?: string;
+  error?: string;
+  params?: { pairs: number; window: number; batch: number };
+  plain?: E2eRunS;
+  node?: E2eRunS[];
+  cluster?: E2eRunS[];
+  [k: string]: unknown;
+}
+
+/** The measured run of a setup with the most messages/s. */
+export function bestE2e(runs: E2eRunS[] | undefined): E2eRunS | null {
+  let best: E2eRunS | null = null;
+  for (const r of runs ?? []) if (r.saturation && (best === null || r.saturation.msgsPerSec > best.saturation!.msgsPerSec)) best = r;
+  return best;
 }
 
 export interface ResyncOutcome { completed: boolean; totalMs: number; snapshotMs: number; encodeMs: number; transferDecodeJoinMs?: number; applyMs?: number; linkDrops: string[]; linkUpAfter: boolean; config: Record<string, number> }
@@ -90,8 +126,12 @@ export function computeTargets(r: Results): Target[] {
     node?.peak && jd2 ? `${node.peak.cpuSecPerMillion.toFixed(2)} vs ${jd2.peak.cpuSecPerMillion.toFixed(2)} CPU s per million routes` : 'not measured'));
   out.push(target('node routes/s ÷ byte relay routes/s (one full core each)', node?.peak && relay ? cap(node.peak) / relay.capacityPerSec : null, '×', '>=', 0.1,
     node?.peak && relay ? `relay: ${Math.round(relay.peak.stanzasPerSec)} routes/s measured at ${(relay.peak.targetCores * 100).toFixed(0)} % of a core → ${Math.round(relay.capacityPerSec)} routes/s per core` : 'not measured'));
-  out.push(target('p50 added latency, one route in flight', node?.latency1 && direct ? node.latency1.p50Us - direct.latency1.p50Us : null, 'µs', '<=', 50,
-    node?.latency1 && direct ? `node path p50 ${node.latency1.p50Us} µs − direct path p50 ${direct.latency1.p50Us} µs` : 'not measured'));
+  // pinned, one route in flight: with the generator on the node's CPU when measured (what the
+  // forwarding adds), else across CPUs (that adds the scheduler's cross-CPU wake-ups)
+  const l1 = node?.latency1SameCore ?? node?.latency1;
+  const same = node?.latency1SameCore ? 'generator and node on one CPU' : 'generator and node on different CPUs';
+  out.push(target('p50 added latency, one route in flight', l1 && direct ? l1.p50Us - direct.latency1.p50Us : null, 'µs', '<=', 50,
+    l1 && direct ? `node path p50 ${l1.p50Us} µs (${same}) − direct path p50 ${direct.latency1.p50Us} µs` : 'not measured'));
   const hp = node?.halfPeak;
   // the direct path's p99 at the nearest paced rate: the generator's own floor in the same bursts
   let floor = direct ? { p99Us: direct.latency1.p50Us, what: `direct p50 ${direct.latency1.p50Us} µs (one in flight)` } : null;
@@ -112,6 +152,20 @@ export function computeTargets(r: Results): Target[] {
     : rs.defaultSettings.completed ? `over a peer link, default settings; ${rs.parts} SNAPSHOT parts, ${(rs.snapshotBytes * scale / 2 ** 20).toFixed(0)} MiB${extrap}`
     : `default settings FAILED (${rs.defaultSettings.linkDrops[0] ?? 'timeout'}); measured with queue_bytes ${((rs.raisedQueue?.queueBytes ?? 0) / 2 ** 20).toFixed(0)} MiB${extrap}`;
   out.push(target('resync 1 M routes to a joining node', ok1 ? (ok1.totalMs * scale) / 1000 : null, 's', '<=', 5, how));
+  // (d) end-to-end overhead against plain jabberd2 (≤ 15 %): messages/s at least 0.85 × plain's,
+  // CPU per message (every server process) at most 1.15 × plain's; the best run of each setup
+  const e2e = m.endToEnd;
+  const plain = e2e.plain?.saturation ? e2e.plain : null;
+  for (const [what, runs] of [['1 node', e2e.node], ['2-node cluster, cross-node', e2e.cluster]] as const) {
+    const b = bestE2e(runs);
+    const ps = plain?.saturation;
+    const bs = b?.saturation;
+    const w = b ? `workers=${b.workers}` : '';
+    out.push(target(`end to end, ${what}: messages/s ÷ plain jabberd2 (overhead ≤ 15 %)`, ps && bs ? bs.msgsPerSec / ps.msgsPerSec : null, '×', '>=', 0.85,
+      ps && bs ? `${Math.round(bs.msgsPerSec)} vs ${Math.round(ps.msgsPerSec)} messages/s delivered (${w}; servers at ${(bs.serverCores * 100).toFixed(0)} % vs ${(ps.serverCores * 100).toFixed(0)} % of a core)` : 'not measured'));
+    out.push(target(`end to end, ${what}: CPU per message ÷ plain jabberd2 (overhead ≤ 15 %)`, ps && bs ? bs.cpuSecPerMillion / ps.cpuSecPerMillion : null, '×', '<=', 1.15,
+      ps && bs ? `${bs.cpuSecPerMillion.toFixed(1)} vs ${ps.cpuSecPerMillion.toFixed(1)} CPU s per million messages, every jabberd2 process and node (${w})` : 'not measured'));
+  }
   return out;
 }
 
@@ -151,10 +205,12 @@ export function textReport(r: Results): string {
   out.push('Forwarding (macro): routes both ways at once (router→sm and sm→router), 356 B and 377 B routes');
   const m = r.sections.macro;
   const mrows: string[][] = [];
-  const addRun = (name: string, x: { peak?: PeakS; latency1?: LatencyS; halfPeak?: NodeRun['halfPeak']; pinned?: boolean } | null, err?: string): void => {
+  const addRun = (name: string, x: { peak?: PeakS; latency1?: LatencyS; latency1SameCore?: LatencyS | null; halfPeak?: NodeRun['halfPeak']; atFixedRate?: PacedS | null; pinned?: boolean } | null, err?: string): void => {
     if (x === null) return void mrows.push([name, `ERROR: ${err ?? 'not measured'}`]);
     mrows.push([name, int(x.peak?.stanzasPerSec), f1(x.peak?.mbPerSec), f2(x.peak?.cpuSecPerMillion), x.peak ? `${(x.peak.targetCores * 100).toFixed(0)} %` : '–',
-      f1(x.latency1?.p50Us), f1(x.latency1?.p99Us), x.halfPeak ? f1(x.halfPeak.p50Us) : '–', x.halfPeak ? f1(x.halfPeak.p99Us) : '–', x.peak ? `${(x.peak.foreignCores * 100).toFixed(0)} %` : '–', x.pinned ? 'yes' : 'no']);
+      f1(x.latency1?.p50Us), f1(x.latency1?.p99Us), x.latency1SameCore ? f1(x.latency1SameCore.p50Us) : '–', x.latency1SameCore ? f1(x.latency1SameCore.p99Us) : '–',
+      x.halfPeak ? f1(x.halfPeak.p50Us) : '–', x.halfPeak ? f1(x.halfPeak.p99Us) : '–', x.atFixedRate ? f1(x.atFixedRate.p99Us) : '–',
+      x.peak ? `${(x.peak.foreignCores * 100).toFixed(0)} %` : '–', x.pinned ? 'yes' : 'no']);
   };
   for (const [name, runs] of [['node (a)', m.singleNode], ['2 nodes (b)', m.twoNodes]] as const) {
     if (!Array.isArray(runs)) addRun(name, null, runs.error);
@@ -167,9 +223,11 @@ export function textReport(r: Results): string {
   addRun('byte relay', ok(b.byteRelay), 'error' in b.byteRelay ? String(b.byteRelay.error) : undefined);
   addRun('jabberd2-router', ok(b.jabberd2Router), 'error' in b.jabberd2Router ? String(b.jabberd2Router.error) : undefined);
   const d = ok(b.directPath);
-  mrows.push(['direct (no hop)', '', '', '', '', f1(d?.latency1.p50Us), f1(d?.latency1.p99Us), '', '', '', '']);
-  out.push(table(['path', 'routes/s', 'MB/s', 'CPU s/M', 'CPU', 'p50 µs', 'p99 µs', 'p50@½', 'p99@½', 'others', 'pinned'], mrows, [false, true, true, true, true, true, true, true, true, true, false]));
-  out.push('  CPU s/M: CPU seconds of the measured process(es) per million routes; CPU: its share of a core; p50/p99: one route in flight; @½: at half of its peak; others: CPU used by other processes on the machine meanwhile');
+  mrows.push(['direct (no hop)', '', '', '', '', f1(d?.latency1.p50Us), f1(d?.latency1.p99Us), '', '', '', '', '', '', '']);
+  const fixed = (Array.isArray(m.singleNode) ? m.singleNode.find((x) => x.atFixedRate)?.atFixedRate?.targetPerSec : undefined) ?? ok(b.jabberd2Router)?.atFixedRate?.targetPerSec;
+  out.push(table(['path', 'routes/s', 'MB/s', 'CPU s/M', 'CPU', 'p50 µs', 'p99 µs', 'p50 1cpu', 'p99 1cpu', 'p50@½', 'p99@½', fixed ? `p99@${Math.round(fixed / 1000)}k` : 'p99@fixed', 'others', 'pinned'], mrows,
+    [false, true, true, true, true, true, true, true, true, true, true, true, true, false]));
+  out.push('  CPU s/M: CPU seconds of the measured process(es) per million routes; CPU: its share of a core; p50/p99: one route in flight, generator and measured process on different CPUs; 1cpu: the same with the generator moved onto the measured process\'s CPU (no cross-CPU wake-up); @½: at half of its own peak; @…k: at one fixed load for all; latencies in µs; others: CPU used by other processes on the machine meanwhile');
   const places: string[] = [];
   const place = (n: string, x: unknown): void => {
     const pl = x !== null && typeof x === 'object' ? (x as Record<string, unknown>)['placement'] : undefined;
@@ -180,19 +238,22 @@ export function textReport(r: Results): string {
   place('byte relay', b.byteRelay);
   place('jabberd2-router', b.jabberd2Router);
   if (places.length > 0) out.push(`  pinning: ${places.join('; ')}`);
-  const e2e = m.endToEnd;
-  out.push(`  (d) end to end through real jabberd2: ${String(e2e['status'] ?? '')}`);
   const rb = ok(b.byteRelay);
   if (rb) out.push(`  byte relay: ${int(rb.peak.stanzasPerSec)} routes/s with the relay at ${(rb.peak.targetCores * 100).toFixed(0)} % of a core and the generator at ${(rb.peak.genCores * 100).toFixed(0)} %: capacity ≈ ${int(rb.capacityPerSec)} routes/s per core`);
   out.push('');
-  const rt = r.sections.routeTable as Record<string, Record<string, unknown>> & { routes?: number; error?: string };
+  out.push(...e2eReport(m.endToEnd));
+  const rt = r.sections.routeTable as Record<string, Record<string, unknown>> & { routes?: number; error?: string; skipped?: string };
   if (rt.error !== undefined) out.push(`Route table: ERROR: ${rt.error}`);
+  else if (rt.skipped !== undefined || rt['memory'] === undefined) out.push(`Route table: ${rt.skipped ?? 'not measured'}`);
   else {
     const mem = rt['memory']!;
     const lk = rt['lookups']!;
     const rs = rt['resync'] as unknown as Resync;
     out.push(`Route table: ${int(rt.routes)} routes (sessions, one per user) on a joining node`);
-    out.push(`  memory ${String(mem['totalMiB'])} MiB (heap ${String(mem['heapMiB'])} MiB + index ${String(mem['indexMiB'])} MiB; ${String(mem['bytesPerRoute'])} B/route); ${String(mem['note'])}`);
+    const parts = mem['storeMiB'] !== undefined
+      ? `heap ${String(mem['heapMiB'])} MiB + ArrayBuffers ${String(mem['arrayBuffersMiB'])} MiB, of which session store ${String(mem['storeMiB'])} MiB and index ${String(mem['indexMiB'])} MiB`
+      : `heap ${String(mem['heapMiB'])} MiB + index ${String(mem['indexMiB'])} MiB`;
+    out.push(`  memory ${String(mem['totalMiB'])} MiB (${parts}; ${String(mem['bytesPerRoute'])} B/route); ${String(mem['note'])}`);
     out.push(`  homeOf: ${int(Number(lk['homeOfPerSec']))} lookups/s random over all, ${int(Number(lk['homeOfHot10kPerSec']))} over a hot 10k`);
     out.push(`  resync over a peer link: SNAPSHOT ${String(rs.snapshotMiB)} MiB (${String(rs.bytesPerSession)} B/session) in ${rs.parts} parts of ${int(rs.sessionsPerPart)}`);
     const line = (what: string, o: ResyncOutcome): string => o.completed
@@ -209,6 +270,34 @@ export function textReport(r: Results): string {
     out.push(`ERRORS: ${r.errors.join('; ')}`);
   }
   return out.join('\n') + '\n';
+}
+
+/** The (d) table: one row per setup and worker count, ratios against plain jabberd2. */
+function e2eReport(e: EndToEnd): string[] {
+  const runs = [...(e.plain ? [e.plain] : []), ...(e.node ?? []), ...(e.cluster ?? [])];
+  if (runs.length === 0) return [`End to end (d): ${e.status ?? 'not measured'}${e.error !== undefined && e.status === undefined ? `: ${e.error}` : ''}`, ''];
+  const pp = e.params;
+  const out: string[] = [`End to end (d): chat messages between raw-socket XMPP clients through real jabberd2${pp ? ` (${pp.pairs} sender/receiver pairs; saturation: ${pp.window} in flight per pair, written ${pp.batch} at a time)` : ''}`];
+  const plain = e.plain?.saturation ? e.plain : null;
+  const rows = runs.map((r): string[] => {
+    if (r.skipped !== undefined) return [r.label, `skipped: ${r.skipped}`];
+    if (r.error !== undefined || !r.saturation || !r.latency1) return [r.label, `ERROR: ${r.error ?? 'not measured'}`];
+    const s = r.saturation;
+    const vs = plain && r !== plain ? [`${(s.msgsPerSec / plain.saturation!.msgsPerSec).toFixed(2)} ×`, `${(s.cpuSecPerMillion / plain.saturation!.cpuSecPerMillion).toFixed(2)} ×`] : ['', ''];
+    return [r.label, int(s.msgsPerSec), f1(s.cpuSecPerMillion), `${(s.serverCores * 100).toFixed(0)} %`, f1(r.latency1.p50Us), f1(r.latency1.p99Us), f1(s.underLoad.p50Us / 1000), f1(s.underLoad.p99Us / 1000), vs[0]!, vs[1]!,
+      `${(s.clientCores * 100).toFixed(0)} %`, `${(s.foreignCores * 100).toFixed(0)} %`, `${s.busiest}${s.drained ? '' : '; NOT DRAINED'}${r.bounces ? `; ${r.bounces} bounces` : ''}`];
+  });
+  out.push(table(['setup', 'msgs/s', 'CPU s/M', 'servers', 'p50 µs', 'p99 µs', 'p50 ms@sat', 'p99 ms@sat', '÷ plain msgs/s', '× plain CPU/msg', 'clients', 'others', 'busiest server process'], rows,
+    [false, true, true, true, true, true, true, true, true, true, true, true, false]));
+  out.push('  msgs/s: delivered, median window at saturation; CPU s/M: CPU seconds of every jabberd2 process and node per million messages; servers: their CPU in cores (100 % = one core);');
+  out.push('  p50/p99: one message in flight; @sat: at saturation (window ÷ throughput, Little\'s law); clients: the benchmark\'s own clients; others: other processes meanwhile. Not pinned.');
+  const busy = runs.filter((r) => r.saturation && r.saturation.foreignCores >= 0.25).map((r) => r.label);
+  if (busy.length > 0) out.push(`  measured while other processes used ≥ 25 % of a core (compare CPU s/M rather than msgs/s): ${busy.join('; ')}`);
+  const cut = runs.filter((r) => r.latency1?.stoppedAfterMs !== undefined).map((r) => r.label);
+  if (cut.length > 0) out.push(`  one in flight stopped at its time bound: ${cut.join('; ')}`);
+  if (e.status !== undefined && e.status !== 'measured') out.push(`  status: ${e.status}`);
+  out.push('');
+  return out;
 }
 
 // ---- SVG ----------------------------------------------------------------------------------
@@ -232,7 +321,17 @@ export function renderSvg(r: Results): string {
   for (const [name, runs, color] of [['node (a)', m.singleNode, '#1f77b4'], ['2 nodes (b), route rate', m.twoNodes, '#2ca02c']] as const) {
     if (Array.isArray(runs)) series.push({ name, color, pts: runs.filter((x) => x.peak).map((x) => [x.workers, x.peak!.stanzasPerSec]) });
   }
+  // (d) end to end: messages/s delivered between clients (each message is several routes)
+  for (const [name, runs, color] of [['e2e (d), 1 node, msgs/s', m.endToEnd.node, '#9467bd'], ['e2e (d), 2 nodes, msgs/s', m.endToEnd.cluster, '#8c564b']] as const) {
+    const pts = (runs ?? []).filter((x) => x.saturation && x.workers !== null).map((x): [number, number] => [x.workers!, x.saturation!.msgsPerSec]);
+    if (pts.length > 0) series.push({ name, color, pts });
+  }
   const lines: { name: string; color: string; y: number; dash: string }[] = [];
+  const e2ePlain = m.endToEnd.plain?.saturation;
+  if (e2ePlain) {
+    lines.push({ name: `e2e, plain jabberd2 (${int(e2ePlain.msgsPerSec)} msgs/s)`, color: '#e377c2', y: e2ePlain.msgsPerSec, dash: '' });
+    lines.push({ name: 'target: 85 % of e2e plain', color: '#e377c2', y: e2ePlain.msgsPerSec * 0.85, dash: '6 4' });
+  }
   const relay = ok(m.baselines.byteRelay);
   const jd2 = ok(m.baselines.jabberd2Router);
   if (relay) {
@@ -253,7 +352,7 @@ export function renderSvg(r: Results): string {
   const s: string[] = [];
   s.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   s.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
-  s.push(`<text x="${L}" y="22" font-size="15" font-weight="bold">jabberd2-cluster: routes/s against worker threads</text>`);
+  s.push(`<text x="${L}" y="22" font-size="15" font-weight="bold">jabberd2-cluster: routes/s (and end-to-end messages/s) against worker threads</text>`);
   s.push(`<text x="${L}" y="40" fill="#555">${esc(`${r.label}, ${r.startedAt.slice(0, 10)}; ${String(r.machine['cpus'])} × ${String(r.machine['cpuModel'])}; both directions, ~360 B routes; log scale`)}</text>`);
   for (let d = lo; d <= hi; d *= 10) {
     const y = yOf(d);
@@ -268,7 +367,7 @@ export function renderSvg(r: Results): string {
     s.push(`<text x="${x.toFixed(1)}" y="${T + ph + 18}" text-anchor="middle">${w}</text>`);
   }
   s.push(`<text x="${L + pw / 2}" y="${H - 22}" text-anchor="middle">worker threads (0 = everything inline on the main thread)</text>`);
-  s.push(`<text transform="translate(18 ${T + ph / 2}) rotate(-90)" text-anchor="middle">routes/s</text>`);
+  s.push(`<text transform="translate(18 ${T + ph / 2}) rotate(-90)" text-anchor="middle">routes/s · messages/s</text>`);
   for (const l of lines) {
     const y = yOf(l.y).toFixed(1);
     s.push(`<line x1="${L}" y1="${y}" x2="${L + pw}" y2="${y}" stroke="${l.color}" stroke-width="1.5"${l.dash ? ` stroke-dasharray="${l.dash}"` : ''}/>`);

@@ -1,6 +1,7 @@
 /**
  * The benchmark suite runs (native-free-bench/run.ts --quick): exit 0, and the results JSON has
- * every section. Figures are never asserted: timings depend on the machine and its load.
+ * every section, end to end (d) included (all three setups measured, no error bounces). Figures
+ * are never asserted: timings depend on the machine and its load.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -37,9 +38,17 @@ test('npx tsx native-free-bench/run.ts --quick runs every section', { timeout: 3
     assert.ok(s.macro.singleNode[0].halfPeak, 'half-peak latency measured');
     for (const k of ['byteRelay', 'directPath', 'jabberd2Router']) assert.ok(s.macro.baselines[k]?.latency1, `baseline ${k}`);
     assert.ok(s.macro.baselines.byteRelay.peak && s.macro.baselines.jabberd2Router.peak, 'baselines have peaks');
-    assert.equal(typeof s.macro.endToEnd.status, 'string');
+    const e2e = s.macro.endToEnd;
+    assert.equal(e2e.status, 'measured', `endToEnd: ${e2e.status}`);
+    for (const r of [e2e.plain, e2e.node?.[0], e2e.cluster?.[0]]) {
+      assert.ok(r?.latency1 && r.saturation, `endToEnd ${r?.label ?? '(missing setup)'} has latency and saturation`);
+      assert.ok(r.saturation.msgsPerSec > 0 && r.saturation.cpuSecPerMillion > 0, `endToEnd ${r.label} delivered messages`);
+      assert.equal(r.bounces, 0, `endToEnd ${r.label}: no error bounces`);
+    }
+    assert.ok(e2e.cluster[0].nodeCounters.n1.cluster.toPeers > 0, 'endToEnd cluster: messages crossed the peer link');
     assert.ok(s.routeTable.memory && s.routeTable.lookups && s.routeTable.resync?.defaultSettings, 'route table');
-    assert.ok(Array.isArray(j.targets) && j.targets.length >= 7, 'targets reported');
+    assert.ok(Array.isArray(j.targets) && j.targets.length >= 11, 'targets reported');
+    assert.equal(j.targets.filter((t: { name: string }) => t.name.startsWith('end to end')).length, 4, 'end-to-end overhead targets');
     for (const t of j.targets) assert.ok(['MET', 'MISSED', 'N/A'].includes(t.status), `target ${t.name}: ${t.status}`);
     assert.match(r.stdout, /Targets \(reported, never asserted\)/);
   } finally {
