@@ -108,6 +108,21 @@ function toWire(m: PeerMessage): unknown[] {
   }
 }
 
+/** Writes a MessagePack bin header (`size` 2, 3 or 5 bytes) for `n` bytes at `o`; returns the offset after it. */
+function writeBinHead(out: Buffer, o: number, n: number, size: number): number {
+  if (size === 2) {
+    out[o] = kBin8;
+    out[o + 1] = n;
+  } else if (size === 3) {
+    out[o] = kBin16;
+    out.writeUInt16BE(n, o + 1);
+  } else {
+    out[o] = kBin32;
+    out.writeUInt32BE(n, o + 1);
+  }
+  return o + size;
+}
+
 /** STANZA as `[len][0x92 0x08 bin8|bin16|bin32 …bytes]`, the bytes copied once. */
 function encodeStanza(bytes: Uint8Array): Buffer {
   const n = bytes.length;
@@ -119,18 +134,7 @@ function encodeStanza(bytes: Uint8Array): Buffer {
   let o = kFrameHeaderBytes;
   out[o++] = kFixArray2;
   out[o++] = MsgType.STANZA;
-  if (binHead === 2) {
-    out[o++] = kBin8;
-    out[o++] = n;
-  } else if (binHead === 3) {
-    out[o++] = kBin16;
-    out.writeUInt16BE(n, o);
-    o += 2;
-  } else {
-    out[o++] = kBin32;
-    out.writeUInt32BE(n, o);
-    o += 4;
-  }
+  o = writeBinHead(out, o, n, binHead);
   out.set(bytes, o);
   return out;
 }
@@ -358,18 +362,7 @@ function encodeSnapshotPacked(m: SnapshotMsg): Buffer {
   out[o++] = MsgType.SNAPSHOT;
   mid.copy(out, o);
   o += mid.length;
-  if (binHead === 2) {
-    out[o++] = kBin8;
-    out[o++] = n;
-  } else if (binHead === 3) {
-    out[o++] = kBin16;
-    out.writeUInt16BE(n, o);
-    o += 2;
-  } else {
-    out[o++] = kBin32;
-    out.writeUInt32BE(n, o);
-    o += 4;
-  }
+  o = writeBinHead(out, o, n, binHead);
   head.copy(out, o);
   o += head.length;
   packOut.copy(out, o, 0, records);
