@@ -388,9 +388,9 @@ const pemCaFile: Pick<LeafSpec<string>, 'type' | 'parse'> = {
 const MiB = 1024 * 1024;
 
 /**
- * Default worker count: one per core beyond the one main uses, at most 8. The perf probe
- * (../shared/docs/perf-probe.md §6) shows full-parse throughput scaling about linearly until
- * the main thread saturates at around 6–8 workers; more only add memory.
+ * Default worker count: one per core beyond the one main uses, at most 8 (the design's default).
+ * The perf probe (../shared/docs/perf-probe.md §6) shows parse throughput scaling about linearly
+ * until the main thread saturates at around 6–8 workers; more only add memory.
  */
 export function defaultWorkers(): number {
   return Math.min(8, Math.max(0, availableParallelism() - 1));
@@ -679,7 +679,7 @@ export const schema = group({
       ...int(0, 256),
       default: () => String(defaultWorkers()),
       defaultDoc: 'number of CPUs − 1, at most 8 (`os.availableParallelism()`); 0 on a single CPU',
-      doc: 'Worker threads that parse XML. 0 runs everything inline on the main thread. The command-line option `--workers N` overrides it.',
+      doc: 'Worker threads that frame the XML of authenticated links (the byte scan of the hot path). 0 runs everything inline on the main thread: the most CPU-efficient and lowest-latency mode, enough while the node has CPU to spare (one core forwards some 400 k routes/s on the reference machine). Workers help when the main thread is saturated and cores are idle; `npm run bench -- --workers 0,1,2,4` measures it on your host (docs/performance.md, "Choosing a worker count"). The command-line option `--workers N` overrides it.',
       reload: false,
     }),
   },
