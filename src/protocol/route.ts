@@ -6,7 +6,7 @@ import { escapeAttr } from '../xml/node.ts';
 import type { Raw, Stanza } from '../xml/stanza.ts';
 
 /** Index just past the `>` that ends the start tag of `raw` (quotes honoured). */
-export function startTagEnd(raw: Raw): number {
+function startTagEnd(raw: Raw): number {
   let q = 0;
   for (let i = 1; i < raw.length; i++) {
     const ch = typeof raw === 'string' ? raw.charCodeAt(i) : raw[i]!;

@@ -324,11 +324,6 @@ export class Stanza {
   }
 }
 
-/** The length in bytes of what goes out. */
-export function rawLength(r: Raw): number {
-  return typeof r === 'string' ? Buffer.byteLength(r, 'utf8') : r.length;
-}
-
 /** The stanza's original text or bytes with one attribute added to its start tag (a bounce, a log copy). */
 export function withAttr(st: Stanza, name: string, value: string): Raw {
   const at = 1 + st.tag.name.length;

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamFramer } from '../../../src/xml/stream-framer.ts';
 import { firstChild, type XmlElement } from '../../../src/xml/node.ts';
-import { Stanza, readStartTag, rawLength, withAttr, type StartTag } from '../../../src/xml/stanza.ts';
+import { Stanza, readStartTag, withAttr, type StartTag } from '../../../src/xml/stanza.ts';
 import { rewriteAttrs } from '../../../src/protocol/route.ts';
 import { streamStartTag } from '../../../src/workers/handover.ts';
 import { connections, loadCapture } from '../../helpers/captures.ts';
@@ -113,7 +113,6 @@ test('withAttr and rewriteAttrs edit the start tag of bytes and of text alike', 
   for (const st of [fromBytes, fromText]) {
     const bounced = withAttr(st, 'error', '400');
     assert.equal(bounced.toString(), `<route error='400' xmlns='urn:c' to='a' from='b'><m to='x'/></route>`);
-    assert.equal(rawLength(bounced), Buffer.byteLength(bounced.toString()));
     const moved = rewriteAttrs(st, { to: 'c', from: null });
     assert.equal(moved.toString(), `<route xmlns='urn:c' to='c'><m to='x'/></route>`);
     assert.equal(typeof moved, typeof st.raw);
