@@ -220,6 +220,15 @@ export class Switchboard {
       this.log.warn(`${c.label}: log sink bind of '${name}' refused by ACL (403)`);
       return reply('403');
     }
+    if (existing && existing.comps.includes(c)) {
+      // a multi bind of a name this component holds already: answered as jabberd2 answers it,
+      // but without a second entry (jabberd2 lists the component twice and removes it once when
+      // it goes: the name would stay bound to a connection that is gone)
+      if (flags.default) this.defaultRoute = { name, comp: c };
+      if (flags.log) this.logSinks.add(c);
+      this.log.info(`${c.label} bound '${name}' again (it holds it already)`);
+      return reply();
+    }
     let route = existing;
     if (!route) {
       route = { name, multi: flags.multi !== undefined, comps: [], upstream: this.upstream.bind(name, flags), bound: false };
