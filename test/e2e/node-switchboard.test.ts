@@ -115,22 +115,20 @@ test('bind rules: 409 taken, 400 no name, 403 ACL, 404 unbind of a name not held
   await assertNodeUnharmed();
 });
 
-test('a component binding a multi name twice, then leaving, leaves nothing bound (jabberd2 answers the same; it would keep a dangling binder)', { timeout: 20000 }, async () => {
-  const got: Record<string, string[]> = {};
-  for (const [k, port] of targets()) {
-    const a = track(await FakeComponent.login(port));
-    const out: string[] = [];
-    for (const label of ['first', 'second']) {
-      a.send(`<bind xmlns='${C}' name='twice.test' multi='to'/>`);
-      const r = await a.expect((e) => e.local === 'bind', `${k}: reply to the ${label} bind`);
-      out.push(`${label} -> ${canon(r.el)}`);
-    }
-    got[k] = out;
-    a.close();
+test('a component binding a multi name twice, then leaving, leaves nothing bound (jabberd2 would keep a dangling binder)', { timeout: 20000 }, async () => {
+  // jabberd2's router.c answers both binds with success, lists the component twice and removes it
+  // once when it leaves; it is not run against the reference router here, whose state it would spoil
+  const a = track(await FakeComponent.login(rwn!.port));
+  const replies: string[] = [];
+  for (const label of ['first', 'second']) {
+    a.send(`<bind xmlns='${C}' name='twice.test' multi='to'/>`);
+    replies.push(canon((await a.expect((e) => e.local === 'bind', `reply to the ${label} bind`)).el));
   }
-  assert.deepEqual(got['node'], got['ref']);
-  const deadline = Date.now() + 5000;
+  assert.deepEqual(replies, [`<{${C}}bind multi='to'></>`, `<{${C}}bind multi='to'></>`]);
   const held = (): boolean => rwn!.node.switchboard.names().some((n) => n.name === 'twice.test');
+  assert.deepEqual(rwn!.node.switchboard.names().find((n) => n.name === 'twice.test')?.components, ['jabberd'], 'one entry');
+  a.close();
+  const deadline = Date.now() + 5000;
   while (held() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.equal(held(), false, `twice.test is still bound: ${JSON.stringify(rwn!.node.switchboard.names())}`);
   await assertNodeUnharmed();
