@@ -199,7 +199,7 @@ const K_PREFIXED = 1; // p:name, p not xmlns
 const K_DEFAULT_NS = 2; // xmlns
 const K_NS_DECL = 3; // xmlns:p
 
-// entity reference results
+// entity reference and qualified name results
 const NEED = -2;
 const BAD = -1;
 
@@ -230,6 +230,34 @@ function isXml(buf: Uint8Array, at: number): boolean {
 /** XML 1.0 Char production */
 function isXmlChar(v: number): boolean {
   return v >= 0x20 ? v <= 0xd7ff || (v >= 0xe000 && v <= 0xfffd) || (v >= 0x10000 && v <= 0x10ffff) : v === 0x09 || v === 0x0a || v === 0x0d;
+}
+
+/** Index of the colon of the last qualified name qnameEnd() read (-1: none). */
+let qnameColon = -1;
+
+/**
+ * The end of a qualified name whose first character (a name start) is just before `k`: the index
+ * after its last name character, BAD when a colon is not followed by a name start character, or
+ * NEED when the input ends inside it. Sets qnameColon.
+ */
+function qnameEnd(buf: Uint8Array, k: number, end: number): number {
+  qnameColon = -1;
+  for (;;) {
+    if (k >= end) return NEED;
+    const b = buf[k]!;
+    if ((CC[b]! & C_NAME) !== 0) {
+      k++;
+      continue;
+    }
+    if (b === COLON && qnameColon < 0) {
+      if (k + 1 >= end) return NEED;
+      if ((CC[buf[k + 1]!]! & C_NAME_START) === 0) return BAD;
+      qnameColon = k;
+      k += 2;
+      continue;
+    }
+    return k;
+  }
 }
 
 /**
@@ -651,24 +679,10 @@ export class ByteFramer {
             if (!sep || (CC[c]! & C_NAME_START) === 0) return this.fail(base);
             // an attribute: name, whitespace, '=', whitespace, opening quote (rescanned as a whole)
             const as = i;
-            let k = i + 1;
-            let pfx = 0;
-            for (;;) {
-              if (k >= end) return this.suspend(M_ATTRS, as, base, depth, true, q);
-              const b = buf[k]!;
-              if ((CC[b]! & C_NAME) !== 0) {
-                k++;
-                continue;
-              }
-              if (b === COLON && pfx === 0) {
-                if (k + 1 >= end) return this.suspend(M_ATTRS, as, base, depth, true, q);
-                if ((CC[buf[k + 1]!]! & C_NAME_START) === 0) return this.fail(base);
-                pfx = k - as;
-                k += 2;
-                continue;
-              }
-              break;
-            }
+            let k = qnameEnd(buf, i + 1, end);
+            if (k === NEED) return this.suspend(M_ATTRS, as, base, depth, true, q);
+            if (k === BAD) return this.fail(base);
+            const pfx = qnameColon < 0 ? 0 : qnameColon - as;
             const nameLen = k - as;
             while (k < end && (CC[buf[k]!]! & C_WS) !== 0) k++;
             if (k >= end) return this.suspend(M_ATTRS, as, base, depth, true, q);
@@ -727,24 +741,10 @@ export class ByteFramer {
         case M_STAG: {
           // '<' at i, a name start character after it
           const ts = i;
-          let k = i + 2;
-          let pfx = 0;
-          for (;;) {
-            if (k >= end) return this.suspend(M_STAG, ts, base, depth, sep, q);
-            const b = buf[k]!;
-            if ((CC[b]! & C_NAME) !== 0) {
-              k++;
-              continue;
-            }
-            if (b === COLON && pfx === 0) {
-              if (k + 1 >= end) return this.suspend(M_STAG, ts, base, depth, sep, q);
-              if ((CC[buf[k + 1]!]! & C_NAME_START) === 0) return this.fail(base);
-              pfx = k - ts - 1;
-              k += 2;
-              continue;
-            }
-            break;
-          }
+          const k = qnameEnd(buf, i + 2, end);
+          if (k === NEED) return this.suspend(M_STAG, ts, base, depth, sep, q);
+          if (k === BAD) return this.fail(base);
+          const pfx = qnameColon < 0 ? 0 : qnameColon - ts - 1;
           // the new element's depth (stanza: 1) must not exceed maxDepth
           if (depth >= this.maxDepth) return this.fail(base);
           this.tagRel = ts + 1 - base;
