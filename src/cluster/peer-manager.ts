@@ -28,6 +28,7 @@ import { encode, decode } from '../wire/codec.ts';
 import { MsgType, kMinProtocolVersion, kProtocolVersion, type PeerMessage, type SessionEntry, type NameEntry, type Op } from '../wire/messages.ts';
 import { PeerHandshake } from '../wire/handshake.ts';
 import { HotFramer } from '../xml/hot-framer.ts';
+import { streamStartTag } from '../workers/handover.ts';
 import { element } from '../xml/node.ts';
 import type { Stanza } from '../xml/stanza.ts';
 import { NS_STREAM } from '../protocol/ns.ts';
@@ -79,6 +80,7 @@ export interface PeerEvents {
 
 /** the stanzas of a peer link are framed as the content of this root */
 const STREAM_ROOT = element('stream:stream', { 'xmlns:stream': NS_STREAM });
+const STREAM_CTX = { scope: STREAM_ROOT.scope, header: streamStartTag(STREAM_ROOT) };
 
 /** Largest snapshot a peer may send us, in sessions (a bound on what we buffer). */
 const kMaxSnapshotSessions = 20_000_000;
@@ -285,7 +287,7 @@ class PeerConn {
         this.peerIncarnation = r.done.peerIncarnation;
         this.version = r.done.version;
         this.up = true;
-        this.framer = new HotFramer(STREAM_ROOT, { maxStanzaBytes: this.cfg.maxStanzaBytes, maxDepth: this.cfg.maxDepth }, {
+        this.framer = new HotFramer(STREAM_ROOT.name, STREAM_CTX, { maxStanzaBytes: this.cfg.maxStanzaBytes, maxDepth: this.cfg.maxDepth }, {
           onStanza: (st) => {
             if (this.acceptInput) this.mgr.events.onStanza(this.peer, st);
           },

@@ -208,7 +208,7 @@ export class XmlLink implements FlowSource, OffloadTarget {
     }
     if (to === 'inline') {
       const h = this.handler;
-      this.hot = new HotFramer(tail.root, this.limits, {
+      this.hot = new HotFramer(tail.root.name, this.context(), this.limits, {
         onStanza: (st) => {
           if (!this.closed) h.onStanza(st);
         },

@@ -10,14 +10,15 @@
  * thread with an explicit table, which the unit tests do.
  */
 import type { FramerHandler, StreamFramer } from '../xml/stream-framer.ts';
-import { ByteFramer, type ByteFramerSink } from '../xml/byte-framer.ts';
+import { HotFramer, type HotFramerHandler } from '../xml/hot-framer.ts';
 import { resumeFramer } from './handover.ts';
 import { EventWriter } from './codec.ts';
 import type { FrameResult, FrameTask } from './messages.ts';
 
 class LinkFraming {
-  fast: ByteFramer | null = null;
-  sink: ByteFramerSink | null = null;
+  /** the hot path (a link attached with its root) */
+  hot: HotFramer | null = null;
+  /** a link attached without its root (before its stream header): the StreamFramer alone */
   framer: StreamFramer | null = null;
   stanzas = 0;
   errors = 0;
@@ -52,17 +53,19 @@ function handlerFor(l: LinkFraming): FramerHandler {
   };
 }
 
-function sinkFor(l: LinkFraming, spec: FrameTask['attach'] & object): ByteFramerSink {
+/** Stanzas of the byte framer go back as bytes; after a fallback, as element trees and text. */
+function hotHandlerFor(l: LinkFraming): HotFramerHandler {
   return {
-    stanza: (raw) => {
+    onStanza: (st) => {
       l.stanzas++;
-      l.w.bytes(raw);
+      const raw = st.raw;
+      if (typeof raw === 'string') l.w.stanza(st.el, raw);
+      else l.w.bytes(raw);
     },
-    close: () => l.w.close(),
-    fallback: (rest) => {
-      l.fast = null;
-      l.skipOpen = true;
-      l.framer = resumeFramer({ ...spec, tail: rest }, handlerFor(l));
+    onStreamClose: () => l.w.close(),
+    onError: (fault) => {
+      l.errors++;
+      l.w.error(fault.condition, fault.message);
     },
   };
 }
@@ -84,12 +87,10 @@ export function frameTask(task: FrameTask, table: LinkTable = links, w: EventWri
     l = new LinkFraming(w, task.attach.header !== '');
     table.set(task.id, l);
     try {
-      const root = task.attach.root;
+      const { root, header, tail } = task.attach;
       if (root) {
-        l.skipOpen = false;
-        l.fast = new ByteFramer(root, task.attach);
-        l.sink = sinkFor(l, task.attach);
-        if (task.attach.tail.length > 0) l.fast.write(asBuffer(task.attach.tail), l.sink);
+        l.hot = new HotFramer(root.name, { scope: root.scope, header }, task.attach, hotHandlerFor(l));
+        if (tail.length > 0) l.hot.write(asBuffer(tail));
       } else l.framer = resumeFramer(task.attach, handlerFor(l));
     } catch (err) {
       table.delete(task.id);
@@ -104,7 +105,7 @@ export function frameTask(task: FrameTask, table: LinkTable = links, w: EventWri
   }
   for (const c of task.chunks) {
     try {
-      if (l.fast !== null) l.fast.write(asBuffer(c), l.sink!);
+      if (l.hot !== null) l.hot.write(asBuffer(c));
       else l.framer!.write(c);
     } catch (err) {
       table.delete(task.id);

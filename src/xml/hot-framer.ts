@@ -2,14 +2,13 @@
  * (main, pure) The hot-path framer of one stream once its header is known: the ByteFramer,
  * whose stanzas come out as bytes, and, from the first input it leaves to saxes on, a
  * StreamFramer resumed at that point (src/xml/byte-framer.ts says what falls back). Used inline by
- * XmlLink (a node without workers) and by the peer links; the framing workers run the same pair
- * (src/workers/worker-main.ts) and send their events to main instead.
+ * XmlLink (a node without workers), by the peer links, and by the framing workers
+ * (src/workers/worker-main.ts), which send what it reports to main.
  */
 import { ByteFramer, type ByteFramerSink } from './byte-framer.ts';
 import { StreamFramer, type FramerLimits, type StreamFault } from './stream-framer.ts';
 import { Stanza, type StreamContext } from './stanza.ts';
-import type { XmlElement } from './node.ts';
-import { resumeFramer, streamStartTag } from '../workers/handover.ts';
+import { resumeFramer } from '../workers/handover.ts';
 
 export interface HotFramerHandler {
   onStanza(st: Stanza): void;
@@ -20,14 +19,13 @@ export interface HotFramerHandler {
 }
 
 export class HotFramer {
-  readonly ctx: StreamContext;
   private fast: ByteFramer | null;
   private slow: StreamFramer | null = null;
   private readonly sink: ByteFramerSink;
 
-  constructor(root: Pick<XmlElement, 'name' | 'attrs' | 'scope'>, private readonly limits: FramerLimits, private readonly handler: HotFramerHandler) {
-    this.ctx = { scope: root.scope, header: streamStartTag(root as XmlElement) };
-    this.fast = new ByteFramer({ name: root.name, scope: root.scope }, limits);
+  /** `rootName`: the stream root's qualified name; `ctx`: its scope and start tag */
+  constructor(rootName: string, readonly ctx: StreamContext, private readonly limits: FramerLimits, private readonly handler: HotFramerHandler) {
+    this.fast = new ByteFramer({ name: rootName, scope: ctx.scope }, limits);
     this.sink = {
       stanza: (raw) => handler.onStanza(Stanza.fromBytes(raw, this.ctx)),
       close: () => handler.onStreamClose(),

@@ -91,7 +91,7 @@ export async function run(ctx: BenchContext): Promise<SectionResult> {
       ops: n,
       bytes,
       fn: () => {
-        const f = new HotFramer(ROOT, kLimits, { onStanza: envelope, onStreamClose: () => {}, onError: (e) => { throw e; } });
+        const f = new HotFramer(ROOT.name, CTX, kLimits, { onStanza: envelope, onStreamClose: () => {}, onError: (e) => { throw e; } });
         for (const p of parts) f.write(p);
         if (f.fellBack) throw new Error('the hot path fell back to saxes');
       },
