@@ -124,12 +124,20 @@ export class RemoteFraming {
     public rootScope: Scope | undefined,
   ) {}
 
+  /**
+   * A task can go to the worker now: the link is open and not held, has room in its pipeline, and
+   * has something to send (input, or the attach of its first task).
+   */
+  get sendable(): boolean {
+    return !this.closed && !this.held && this.inFlight < this.pool.pipeline && (this.chunks.length > 0 || this.attach !== null);
+  }
+
   /** Input for the worker. */
   push(chunk: Uint8Array): void {
     if (this.closed) return;
     this.chunks.push(chunk);
     this.queuedBytes += chunk.length;
-    if (this.inFlight < this.pool.pipeline && !this.held) this.pool.schedule(this);
+    if (this.sendable) this.pool.schedule(this);
     if (!this.paused && this.queuedBytes > this.pool.highWater) {
       this.paused = true;
       this.target.backpressure(true);
@@ -143,7 +151,7 @@ export class RemoteFraming {
    */
   hold(on: boolean): void {
     this.held = on;
-    if (!on && !this.closed && this.inFlight < this.pool.pipeline && this.chunks.length > 0) this.pool.schedule(this);
+    if (this.sendable) this.pool.schedule(this);
   }
 
   /** The link is gone: drop what is queued and the worker's framer. */
@@ -262,7 +270,7 @@ export class WorkerPool {
     this.dirty = [];
     for (const r of list) {
       r.scheduled = false;
-      if (!r.closed && r.inFlight < this.pipeline && !r.held && (r.chunks.length > 0 || r.attach !== null)) this.send(r);
+      if (r.sendable) this.send(r);
     }
   }
 
@@ -312,7 +320,7 @@ export class WorkerPool {
     slot.stanzas += res.stanzas;
     slot.errors += res.errors;
     if (r.closed || res.nums.length === 0) {
-      if (!r.closed && !r.held && r.chunks.length > 0 && r.inFlight < this.pipeline) this.send(r);
+      if (r.sendable) this.send(r);
       return;
     }
     let events: FrameEvent[];
@@ -337,7 +345,7 @@ export class WorkerPool {
       r.target.lost(`internal error while delivering framed input: ${(err as Error).message}`);
       return;
     }
-    if (!r.closed && !r.held && r.chunks.length > 0 && r.inFlight < this.pipeline) this.send(r);
+    if (r.sendable) this.send(r);
   }
 
   /** @internal (RemoteFraming.close) */
